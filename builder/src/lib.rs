@@ -2,7 +2,13 @@
 //! (secrets, machine configs, and later boot images).
 
 pub mod error;
+pub mod machine_config;
+pub mod output;
+pub mod pki;
+pub mod plan;
 pub mod quirks;
+pub mod schematic;
+pub mod secrets;
 pub mod spec;
 pub mod yaml;
 

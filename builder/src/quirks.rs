@@ -17,6 +17,11 @@ use crate::spec::units::Version;
 pub const OLDEST: (u64, u64) = (1, 12);
 pub const NEWEST: (u64, u64) = (1, 14);
 
+/// The Talos version used when none is given (direct `config gen`, `secrets gen`).
+pub const DEFAULT_TALOS_VERSION: &str = "v1.14.0";
+/// The Kubernetes version used when none is given.
+pub const DEFAULT_KUBERNETES_VERSION: &str = "1.34.1";
+
 /// A Talos machine-config contract: the `major.minor` a config is generated for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Contract {

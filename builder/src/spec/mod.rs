@@ -57,8 +57,7 @@ impl Source {
         if matches!(self.root.value, yaml::Value::Null) {
             return Err(Diagnostic::new(&self.path, self.root.span, FieldPath::root(), "the file is empty").into());
         }
-        yaml::from_node(&self.root)
-            .map_err(|e| Diagnostic::new(&self.path, e.span, e.path(), e.message.clone()).into())
+        yaml::from_node(&self.root).map_err(|e| Diagnostic::new(&self.path, e.span, e.path(), e.message.clone()).into())
     }
 
     /// A complaint about the field at `path` in this file.

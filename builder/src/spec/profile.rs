@@ -145,6 +145,9 @@ pub struct NicSpec {
     pub pci_id: String,
     #[serde(default)]
     pub model: Option<String>,
+    /// PCI bus path glob (Talos `busPath`, e.g. `0000:17:00.0`) telling apart the ports of one card.
+    #[serde(default)]
+    pub bus_path: Option<String>,
     /// Link speed, informational (`25G`).
     #[serde(default)]
     pub speed: Option<String>,

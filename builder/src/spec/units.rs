@@ -265,7 +265,8 @@ impl FromStr for Version {
             None => (body, None),
         };
         let nums: Vec<&str> = core.split('.').collect();
-        if !(2..=3).contains(&nums.len()) || nums.iter().any(|n| n.is_empty() || !n.chars().all(|c| c.is_ascii_digit())) {
+        if !(2..=3).contains(&nums.len()) || nums.iter().any(|n| n.is_empty() || !n.chars().all(|c| c.is_ascii_digit()))
+        {
             return Err(bad());
         }
         let p = |i: usize| nums.get(i).map_or(Ok(0), |n| n.parse::<u64>().map_err(|_| bad()));

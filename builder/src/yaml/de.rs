@@ -232,9 +232,9 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a> {
             Value::Float(f) => Err(DeError::new(format!(
                 "expected a string; found the number {f} (write it in quotes if you mean text)"
             ))),
-            Value::Bool(b) => {
-                Err(DeError::new(format!("expected a string; found the boolean {b} (write it in quotes if you mean text)")))
-            }
+            Value::Bool(b) => Err(DeError::new(format!(
+                "expected a string; found the boolean {b} (write it in quotes if you mean text)"
+            ))),
             _ => return self.deserialize_any(v),
         };
         self.wrap(r)
@@ -290,7 +290,12 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a> {
         self.deserialize_any(v)
     }
 
-    fn deserialize_tuple_struct<V: Visitor<'a>>(self, _n: &'static str, _len: usize, v: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple_struct<V: Visitor<'a>>(
+        self,
+        _n: &'static str,
+        _len: usize,
+        v: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_any(v)
     }
 
@@ -340,9 +345,7 @@ impl<'a> de::MapAccess<'a> for MapAccess<'a> {
         let Some((k, v)) = self.entries.get(self.next).copied() else { return Ok(None) };
         self.next += 1;
         self.value = Some((k.name.as_str(), v));
-        seed.deserialize(KeyDe(&k.name))
-            .map(Some)
-            .map_err(|e| e.at(k.span).within(PathSeg::Key(k.name.clone())))
+        seed.deserialize(KeyDe(&k.name)).map(Some).map_err(|e| e.at(k.span).within(PathSeg::Key(k.name.clone())))
     }
 
     fn next_value_seed<T: DeserializeSeed<'a>>(&mut self, seed: T) -> Result<T::Value, DeError> {

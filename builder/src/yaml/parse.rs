@@ -44,7 +44,10 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
                     let node = b.node(ev, sp)?;
                     let (end, sp) = b.next()?;
                     if !matches!(end, Event::DocumentEnd) {
-                        return Err(SyntaxError { span: pspan(&sp), message: "expected the end of the document".into() });
+                        return Err(SyntaxError {
+                            span: pspan(&sp),
+                            message: "expected the end of the document".into(),
+                        });
                     }
                     node
                 };
@@ -77,7 +80,20 @@ struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     fn next(&mut self) -> Result<(Event<'a>, PSpan), SyntaxError> {
-        match self.events.next_event() {
+        loop {
+            match self.events.next_event() {
+                // Comments are presentation only.
+                Some(Ok((Event::Comment(..), _))) => continue,
+                other => return self.take(other),
+            }
+        }
+    }
+
+    fn take(
+        &mut self,
+        ev: Option<serde_saphyr::granit_parser::ParseResult<'a>>,
+    ) -> Result<(Event<'a>, PSpan), SyntaxError> {
+        match ev {
             Some(Ok((ev, sp))) => {
                 self.last = pspan(&sp);
                 Ok((ev, sp))
@@ -90,7 +106,9 @@ impl<'a> Builder<'a> {
     fn node(&mut self, ev: Event<'a>, sp: PSpan) -> Result<Node, SyntaxError> {
         let span = pspan(&sp);
         let (node, anchor) = match ev {
-            Event::Scalar(text, style, anchor, tag) => (Node::at(scalar(&text, style, tag.as_deref(), span)?, span), anchor),
+            Event::Scalar(text, style, anchor, tag) => {
+                (Node::at(scalar(&text, style, tag.as_deref(), span)?, span), anchor)
+            }
             Event::SequenceStart(_, anchor, tag) => {
                 check_collection_tag(tag.as_deref(), "seq", span)?;
                 let mut items = Vec::new();
@@ -140,13 +158,19 @@ impl<'a> Builder<'a> {
                     _ => {
                         return Err(SyntaxError {
                             span: value.span,
-                            message: format!("merge key `<<` expects a mapping or a list of mappings; found {}", value.kind_name()),
+                            message: format!(
+                                "merge key `<<` expects a mapping or a list of mappings; found {}",
+                                value.kind_name()
+                            ),
                         });
                     }
                 };
                 for src in sources {
                     let Some(m) = src.as_map() else {
-                        return Err(SyntaxError { span: src.span, message: "merge key `<<` list items must be mappings".into() });
+                        return Err(SyntaxError {
+                            span: src.span,
+                            message: "merge key `<<` list items must be mappings".into(),
+                        });
                     };
                     for (k, v) in m.iter() {
                         if !map.contains_key(&k.name) {
@@ -184,7 +208,10 @@ fn key_string(key: &Node) -> Result<String, SyntaxError> {
         Value::Float(f) => f.to_string(),
         Value::Null => String::new(),
         Value::Seq(_) | Value::Map(_) => {
-            return Err(SyntaxError { span: key.span, message: format!("mapping keys must be scalars; found {}", key.kind_name()) });
+            return Err(SyntaxError {
+                span: key.span,
+                message: format!("mapping keys must be scalars; found {}", key.kind_name()),
+            });
         }
     })
 }
@@ -269,6 +296,14 @@ mod tests {
         assert_eq!(m.get("s").unwrap().value, Value::Str("12".into()));
         let e = parse_document("a: !custom x\n").unwrap_err();
         assert!(e.message.contains("unsupported YAML tag"), "{}", e.message);
+    }
+
+    #[test]
+    fn comments_are_skipped() {
+        let d = parse_document("# head\na: 1 # trailing\n# between\nb:\n  # inside\n  - x\n").unwrap();
+        let m = d.as_map().unwrap();
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(m.get("b").unwrap().as_seq().unwrap().len(), 1);
     }
 
     #[test]

@@ -1,0 +1,694 @@
+//! The plan: everything the cluster file, its profiles and overlays resolve to, checked, before any work.
+//!
+//! Resolution order (DESIGN.md): profile `extends` chain → overlays in listed order → node overrides → CLI
+//! flags → version quirks → validate. `talforge plan` prints this; `config gen` and `build` consume it.
+
+pub mod overlay;
+pub mod profile;
+pub mod render;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Diagnostic, Diagnostics, Error, Result};
+use crate::machine_config::generate::{
+    BondPlan, DiskSelector, GenOptions, InstallTarget, LinkPlan, LinkSelector, NodeFacts,
+};
+use crate::quirks::{Contract, Platform, Quirks};
+use crate::schematic::Schematic;
+use crate::spec::catalog::Catalog;
+use crate::spec::cluster::{ClusterSpec, NodeSpec, OutputKind};
+use crate::spec::profile::{DiskBus, DiskRole};
+use crate::spec::units::{Endpoint, IpCidr, Version};
+use crate::spec::{PatchRef, Role, Source};
+use crate::yaml::{FieldPath, Node};
+
+pub use overlay::ResolvedOverlay;
+pub use profile::ResolvedProfile;
+
+/// Settings given on the command line; they win over the cluster file.
+#[derive(Clone, Debug, Default)]
+pub struct PlanOverrides {
+    pub talos_version: Option<Version>,
+    pub kubernetes_version: Option<Version>,
+    /// Only plan these nodes (all when empty).
+    pub nodes: Vec<String>,
+}
+
+/// A machine-config patch in the order it applies, with where it came from.
+#[derive(Clone, Debug)]
+pub struct PatchInput {
+    /// Where it came from, as users should see it: a file path or `talforge.yaml:12:7`.
+    pub origin: String,
+    /// The file the patch text lives in, for error positions.
+    pub file: PathBuf,
+    pub content: PatchContent,
+}
+
+#[derive(Clone, Debug)]
+pub enum PatchContent {
+    /// Patch text (a file), with overlay `${values}` already substituted.
+    Text(String),
+    /// An inline patch written in the cluster file (positions are the cluster file's).
+    Inline(Node),
+}
+
+/// The resolved, validated cluster.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPlan {
+    pub cluster: String,
+    #[serde(skip)]
+    pub cluster_file: PathBuf,
+    pub talos_version: String,
+    pub contract: Contract,
+    pub kubernetes_version: String,
+    pub endpoint: String,
+    /// Where the secrets bundle is read from (or created).
+    pub secrets: PathBuf,
+    pub overlays: Vec<String>,
+    pub images: Vec<ImagePlan>,
+    pub nodes: Vec<NodePlan>,
+    #[serde(skip)]
+    pub quirks: Quirks,
+    #[serde(skip)]
+    pub gen_options: GenOptions,
+    /// Patches applied to every node's config, then control planes', then workers' (overlays first).
+    #[serde(skip)]
+    pub role_patches: BTreeMap<Role, Vec<PatchInput>>,
+    pub warnings: Vec<String>,
+}
+
+/// One boot image: a distinct (profile, schematic) pair.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImagePlan {
+    /// `<profile>-<first 12 hex of the schematic ID>`: the image folder name.
+    pub id: String,
+    pub profile: String,
+    pub arch: String,
+    pub platform: String,
+    pub secure_boot: bool,
+    pub bootloader: String,
+    pub extensions: Vec<String>,
+    /// Extra kernel arguments (the schematic's `extraKernelArgs`).
+    pub extra_kernel_args: Vec<String>,
+    /// The full kernel command line the UKI carries.
+    pub cmdline: String,
+    pub outputs: Vec<OutputKind>,
+    pub schematic_id: String,
+    pub schematic: String,
+    pub installer_image: String,
+    pub nodes: Vec<String>,
+}
+
+/// One node, resolved.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePlan {
+    pub name: String,
+    pub role: Role,
+    pub profile: String,
+    pub profile_chain: Vec<String>,
+    pub image: String,
+    pub facts: NodeFacts,
+    /// Disks for Ceph OSDs (for the Rook addon), by profile disk name.
+    pub osd_disks: Vec<String>,
+    /// The patches applied to this node's config, in order.
+    pub patches: Vec<String>,
+    #[serde(skip)]
+    pub node_patches: Vec<PatchInput>,
+    pub warnings: Vec<String>,
+}
+
+/// Loads the cluster file and resolves it against the catalog.
+pub fn plan_cluster(cluster_file: &Path, catalog: &Catalog, ov: &PlanOverrides) -> Result<ClusterPlan> {
+    let source = Source::read(cluster_file)?;
+    let spec: ClusterSpec = source.decode()?;
+    resolve(&source, &spec, catalog, ov)
+}
+
+fn err_list(mut errors: Vec<Diagnostic>) -> Result<()> {
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0).into()),
+        _ => Err(Error::Inputs(Diagnostics(errors))),
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Resolves a decoded cluster spec.
+pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOverrides) -> Result<ClusterPlan> {
+    let root = FieldPath::root();
+    let mut errors = Vec::new();
+
+    if !is_dns_label(&spec.name) {
+        errors.push(src.diag(
+            root.key("name"),
+            format!("expected a DNS label (lowercase letters, digits, '-'); found {:?}", spec.name),
+        ));
+    }
+    let talos_version = ov.talos_version.clone().unwrap_or_else(|| spec.talos.version.clone());
+    let quirks = match Quirks::new(&talos_version) {
+        Ok(q) => q,
+        Err(e) => {
+            let path = root.key("talos").key("version");
+            return Err(match (&ov.talos_version, e) {
+                (None, Error::Unsupported { what }) => src.diag(path, format!("unsupported: {what}")).into(),
+                (_, e) => e,
+            });
+        }
+    };
+    let kubernetes = ov.kubernetes_version.clone().unwrap_or_else(|| spec.kubernetes.version.clone());
+    if let Some(s) = &spec.talos.source {
+        let n = [s.registry.is_some(), s.oci_layout.is_some(), s.dir.is_some()].iter().filter(|b| **b).count();
+        if n != 1 {
+            errors.push(src.diag(
+                root.key("talos").key("source"),
+                format!("expected exactly one of registry, ociLayout, dir; found {n}"),
+            ));
+        }
+    }
+
+    if spec.nodes.is_empty() {
+        errors.push(src.diag(root.key("nodes"), "a cluster needs at least one node"));
+    } else if !spec.nodes.iter().any(|n| n.role == Role::Controlplane) {
+        errors.push(src.diag(root.key("nodes"), "a cluster needs at least one node with role controlplane"));
+    }
+
+    // Node names, hostnames and addresses must be unique.
+    let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut addrs: BTreeMap<IpAddr, usize> = BTreeMap::new();
+    let mut macs = BTreeMap::new();
+    for (i, n) in spec.nodes.iter().enumerate() {
+        let p = root.key("nodes").index(i);
+        if !is_dns_label(&n.name) {
+            errors.push(src.diag(
+                p.key("name"),
+                format!("expected a DNS label (lowercase letters, digits, '-'); found {:?}", n.name),
+            ));
+        }
+        if let Some(first) = names.insert(&n.name, i) {
+            errors.push(src.diag(p.key("name"), format!("duplicate node name {:?} (also nodes[{first}])", n.name)));
+        }
+        if let Some(a) = n.address {
+            if let Some(first) = addrs.insert(a.addr, i) {
+                errors.push(src.diag(p.key("address"), format!("duplicate address {} (also nodes[{first}])", a.addr)));
+            }
+            if a.addr == a.network() && a.prefix < 31 {
+                errors.push(src.diag(p.key("address"), format!("{a} is a network address, not a host address")));
+            }
+            if let Some(ep) = spec.endpoint.ip() {
+                let cidr = IpCidr { addr: a.addr, prefix: a.prefix };
+                if !cidr.contains(ep) {
+                    errors.push(src.diag(
+                        p.key("address"),
+                        format!(
+                            "{a} is outside the network of the endpoint {} ({}/{}); the nodes must reach the API endpoint on their link",
+                            spec.endpoint.host,
+                            cidr.network(),
+                            a.prefix
+                        ),
+                    ));
+                }
+            }
+            if let Some(gw) = spec.network.gateway {
+                if !a.contains(gw) {
+                    errors.push(src.diag(
+                        p.key("address"),
+                        format!("the gateway {gw} is outside {a}'s network ({}/{})", a.network(), a.prefix),
+                    ));
+                }
+            }
+        }
+        if let Some(m) = n.mac {
+            if let Some(first) = macs.insert(m, i) {
+                errors.push(src.diag(p.key("mac"), format!("duplicate MAC address {m} (also nodes[{first}])")));
+            }
+        }
+        for (k, a) in n.kernel_args.iter().enumerate() {
+            if let Err(m) = profile::check_kernel_arg(a) {
+                errors.push(src.diag(p.key("kernelArgs").index(k), m));
+            }
+        }
+        for (k, e) in n.extensions.iter().enumerate() {
+            if let Err(m) = profile::check_extension_name(e) {
+                errors.push(src.diag(p.key("extensions").index(k), m));
+            }
+        }
+        if let Some(d) = &n.install_disk {
+            if !d.starts_with("/dev/") {
+                errors
+                    .push(src.diag(p.key("installDisk"), format!("expected a device path like /dev/sda; found {d:?}")));
+            }
+        }
+    }
+    if let Some(ep) = spec.endpoint.ip() {
+        let cps: Vec<&NodeSpec> = spec.nodes.iter().filter(|n| n.role == Role::Controlplane).collect();
+        if !cps.is_empty()
+            && cps.iter().all(|n| n.address.is_some())
+            && !cps.iter().any(|n| n.address.is_some_and(|a| a.addr == ep))
+        {
+            // A shared VIP is fine only when it is in the control planes' network (checked above); say so.
+        }
+    }
+    for (k, m) in spec.network.registry_mirrors.iter() {
+        for (j, u) in m.iter().enumerate() {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                errors.push(src.diag(
+                    root.key("network").key("registryMirrors").key(k).index(j),
+                    format!("expected an http:// or https:// URL; found {u:?}"),
+                ));
+            }
+        }
+    }
+
+    // Overlays (cluster-wide), checked against the Talos version.
+    let mut overlays = Vec::new();
+    for (i, o) in spec.overlays.iter().enumerate() {
+        match overlay::resolve_overlay(catalog, o, &quirks, src, &root.key("overlays").index(i)) {
+            Ok(r) => overlays.push(r),
+            Err(Error::Input(d)) => errors.push(*d),
+            Err(Error::Inputs(ds)) => errors.extend(ds.0),
+            Err(e) => return Err(e),
+        }
+    }
+
+    // Profiles, once each.
+    let mut profiles: BTreeMap<String, ResolvedProfile> = BTreeMap::new();
+    for (i, n) in spec.nodes.iter().enumerate() {
+        if profiles.contains_key(&n.profile) {
+            continue;
+        }
+        if !catalog.has_profile(&n.profile) {
+            errors.push(src.diag(
+                root.key("nodes").index(i).key("profile"),
+                format!("unknown hardware profile {:?}; known: {}", n.profile, catalog.known_profiles()),
+            ));
+            continue;
+        }
+        match profile::resolve_profile(catalog, &n.profile) {
+            Ok(p) => {
+                profiles.insert(n.profile.clone(), p);
+            }
+            Err(Error::Input(d)) => errors.push(*d),
+            Err(Error::Inputs(ds)) => errors.extend(ds.0),
+            Err(e) => return Err(e),
+        }
+    }
+    err_list(errors)?;
+
+    let base_dir = src.path.parent().map(Path::to_owned).unwrap_or_default();
+    let gen_options = gen_options(spec);
+
+    // Role patches: overlays (per role and version), then the cluster's patches.
+    let mut role_patches: BTreeMap<Role, Vec<PatchInput>> = BTreeMap::new();
+    for role in [Role::Controlplane, Role::Worker] {
+        let mut list = Vec::new();
+        for o in &overlays {
+            list.extend(o.patches_for(role));
+        }
+        list.extend(patch_inputs(src, &base_dir, &spec.patches, &root.key("patches"))?);
+        let (extra, key) = match role {
+            Role::Controlplane => (&spec.control_plane_patches, "controlPlanePatches"),
+            Role::Worker => (&spec.worker_patches, "workerPatches"),
+        };
+        list.extend(patch_inputs(src, &base_dir, extra, &root.key(key))?);
+        role_patches.insert(role, list);
+    }
+
+    let mut images: Vec<ImagePlan> = Vec::new();
+    let mut nodes = Vec::new();
+    let mut errors = Vec::new();
+    for (i, n) in spec.nodes.iter().enumerate() {
+        if !ov.nodes.is_empty() && !ov.nodes.contains(&n.name) {
+            continue;
+        }
+        let p = root.key("nodes").index(i);
+        let Some(prof) = profiles.get(&n.profile) else { continue };
+        let mut node_overlays = Vec::new();
+        for (j, o) in n.overlays.iter().enumerate() {
+            match overlay::resolve_overlay(catalog, o, &quirks, src, &p.key("overlays").index(j)) {
+                Ok(r) => node_overlays.push(r),
+                Err(Error::Input(d)) => errors.push(*d),
+                Err(Error::Inputs(ds)) => errors.extend(ds.0),
+                Err(e) => return Err(e),
+            }
+        }
+        let all_overlays: Vec<&ResolvedOverlay> = overlays.iter().chain(node_overlays.iter()).collect();
+
+        // Image: profile → overlays → node.
+        let mut extensions: BTreeSet<String> = prof.extensions.iter().cloned().collect();
+        let mut kargs: Vec<String> = prof.kernel_args.clone();
+        for o in &all_overlays {
+            extensions.extend(o.extensions.iter().cloned());
+            kargs.extend(o.kernel_args.iter().cloned());
+        }
+        extensions.extend(n.extensions.iter().cloned());
+        kargs.extend(n.kernel_args.iter().cloned());
+        if let Some(c) = &prof.firmware.serial_console {
+            kargs.push(format!("console={c}"));
+        }
+        let kargs = match normalize_kernel_args(&kargs) {
+            Ok(k) => k,
+            Err(m) => {
+                errors.push(src.diag(p.key("kernelArgs"), m));
+                continue;
+            }
+        };
+        let extensions: Vec<String> = extensions.into_iter().collect();
+        let schematic = Schematic {
+            extensions: extensions.clone(),
+            extra_kernel_args: kargs.clone(),
+            secure_boot: prof.firmware.secure_boot,
+        };
+        let (schematic_yaml, schematic_id) = schematic.render();
+        let image_id = format!("{}-{}", prof.name, &schematic_id[..12]);
+        let installer_image = spec.talos.installer_image.clone().unwrap_or_else(|| {
+            quirks.factory_installer_image(Platform::Metal, &schematic_id, prof.firmware.secure_boot)
+        });
+        match images.iter_mut().find(|im| im.id == image_id) {
+            Some(im) => im.nodes.push(n.name.clone()),
+            None => {
+                let mut cmdline =
+                    quirks.default_kernel_args(Platform::Metal, prof.arch.as_str(), prof.firmware.secure_boot);
+                cmdline = apply_user_args(cmdline, &kargs);
+                images.push(ImagePlan {
+                    id: image_id.clone(),
+                    profile: prof.name.clone(),
+                    arch: prof.arch.as_str().to_owned(),
+                    platform: Platform::Metal.as_str().to_owned(),
+                    secure_boot: prof.firmware.secure_boot,
+                    bootloader: quirks.bootloader().to_owned(),
+                    extensions,
+                    extra_kernel_args: kargs.clone(),
+                    cmdline: cmdline.join(" "),
+                    outputs: spec.outputs.clone(),
+                    schematic_id: schematic_id.clone(),
+                    schematic: schematic_yaml,
+                    installer_image: installer_image.clone(),
+                    nodes: vec![n.name.clone()],
+                });
+            }
+        }
+
+        // Config facts.
+        let mut warnings = Vec::new();
+        let mut modules: Vec<(String, Vec<String>)> =
+            prof.kernel_modules.iter().map(|m| (m.name.clone(), m.parameters.clone())).collect();
+        let mut sysctls = prof.sysctls.clone();
+        for o in &all_overlays {
+            for m in &o.kernel_modules {
+                if !modules.iter().any(|(x, _)| *x == m.name) {
+                    modules.push((m.name.clone(), m.parameters.clone()));
+                }
+            }
+            sysctls.extend(o.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let install = match &n.install_disk {
+            Some(d) => Some(InstallTarget::Path(d.clone())),
+            None => prof.install_disk().map(|d| {
+                InstallTarget::Selector(DiskSelector {
+                    transport: Some(transport(d.bus).to_owned()),
+                    model: d.model.clone(),
+                    serial: d.serial.clone(),
+                    rotational: if d.bus == DiskBus::Nvme { None } else { d.rotational },
+                })
+            }),
+        };
+        let links = plan_links(n, prof, spec.network.gateway, &mut warnings);
+        let facts = NodeFacts {
+            hostname: n.hostname.clone().unwrap_or_else(|| n.name.clone()),
+            install,
+            install_image: Some(installer_image),
+            links,
+            nameservers: spec.network.nameservers.clone(),
+            kernel_modules: modules,
+            sysctls,
+            labels: n.labels.clone(),
+        };
+
+        let mut node_patches = Vec::new();
+        for o in &node_overlays {
+            node_patches.extend(o.patches_for(n.role));
+        }
+        node_patches.extend(patch_inputs(src, &base_dir, &n.patches, &p.key("patches"))?);
+        let mut patch_names: Vec<String> = role_patches[&n.role].iter().map(|x| x.origin.clone()).collect();
+        patch_names.extend(node_patches.iter().map(|x| x.origin.clone()));
+
+        nodes.push(NodePlan {
+            name: n.name.clone(),
+            role: n.role,
+            profile: prof.name.clone(),
+            profile_chain: prof.chain.clone(),
+            image: image_id,
+            facts,
+            osd_disks: prof.disks.iter().filter(|d| d.role == DiskRole::Osd).map(|d| d.name.clone()).collect(),
+            patches: patch_names,
+            node_patches,
+            warnings,
+        });
+    }
+    err_list(errors)?;
+    if !ov.nodes.is_empty() {
+        for want in &ov.nodes {
+            if !spec.nodes.iter().any(|n| &n.name == want) {
+                return Err(Error::Input(Box::new(src.diag(root.key("nodes"), format!("no node named {want:?}")))));
+            }
+        }
+    }
+
+    let secrets = if spec.secrets.is_absolute() { spec.secrets.clone() } else { base_dir.join(&spec.secrets) };
+    Ok(ClusterPlan {
+        cluster: spec.name.clone(),
+        cluster_file: src.path.clone(),
+        talos_version: talos_version.tag(),
+        contract: quirks.contract,
+        kubernetes_version: kubernetes.plain(),
+        endpoint: spec.endpoint.url(),
+        secrets,
+        overlays: overlays.iter().map(|o| o.name.clone()).collect(),
+        images,
+        nodes,
+        quirks,
+        gen_options,
+        role_patches,
+        warnings: Vec::new(),
+    })
+}
+
+fn transport(bus: DiskBus) -> &'static str {
+    match bus {
+        DiskBus::Nvme => "nvme",
+        DiskBus::Sata => "sata",
+        DiskBus::Sas => "sas",
+        DiskBus::Virtio => "virtio",
+        DiskBus::Scsi => "scsi",
+        DiskBus::Usb => "usb",
+    }
+}
+
+fn gen_options(spec: &ClusterSpec) -> GenOptions {
+    let mut o = GenOptions {
+        additional_sans: spec.additional_sans.clone(),
+        allow_scheduling_on_control_planes: spec.allow_scheduling_on_control_planes,
+        registry_mirrors: spec.network.registry_mirrors.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        ..GenOptions::default()
+    };
+    if let Some(d) = &spec.network.dns_domain {
+        o.dns_domain.clone_from(d);
+    }
+    if !spec.network.pod_subnets.is_empty() {
+        o.pod_subnets = spec.network.pod_subnets.iter().map(ToString::to_string).collect();
+    }
+    if !spec.network.service_subnets.is_empty() {
+        o.service_subnets = spec.network.service_subnets.iter().map(ToString::to_string).collect();
+    }
+    o
+}
+
+/// The node's address goes on the profile's primary NIC (or the bond it belongs to).
+fn plan_links(
+    n: &NodeSpec,
+    prof: &ResolvedProfile,
+    gateway: Option<IpAddr>,
+    warnings: &mut Vec<String>,
+) -> Vec<LinkPlan> {
+    let Some(primary) = prof.primary_nic() else { return Vec::new() };
+    let selector_for = |nic: &crate::spec::profile::NicSpec, mac: Option<crate::spec::units::MacAddr>| LinkSelector {
+        mac,
+        driver: if mac.is_some() { None } else { Some(nic.driver.clone()) },
+        pci_id: if mac.is_some() { None } else { Some(nic.pci_id.clone()) },
+        bus_path: if mac.is_some() { None } else { nic.bus_path.clone() },
+    };
+    let addresses: Vec<IpCidr> = n.address.into_iter().collect();
+    let gw = if addresses.is_empty() { None } else { gateway };
+    if let Some(bond_name) = &primary.bond {
+        let Some(bond) = prof.bonds.iter().find(|b| &b.name == bond_name) else { return Vec::new() };
+        let members: Vec<(String, LinkSelector)> = prof
+            .nics
+            .iter()
+            .filter(|x| x.bond.as_deref() == Some(bond_name))
+            .map(|x| (x.name.clone(), selector_for(x, None)))
+            .collect();
+        let same = members.windows(2).any(|w| w[0].1 == w[1].1);
+        if same {
+            warnings.push(format!(
+                "bond {bond_name}: members share driver and PCI ID, so their selectors also match each other's ports; \
+                 Talos then enslaves every matching port, which is what a bond of identical ports wants"
+            ));
+        }
+        return vec![LinkPlan {
+            name: bond_name.clone(),
+            selector: None,
+            bond: Some(BondPlan {
+                mode: bond.mode.clone(),
+                members,
+                lacp_rate: bond.lacp_rate.clone(),
+                xmit_hash_policy: bond.xmit_hash_policy.clone(),
+                miimon: bond.miimon,
+            }),
+            dhcp: addresses.is_empty(),
+            addresses,
+            gateway: gw,
+            mtu: bond.mtu,
+        }];
+    }
+    let sel = selector_for(primary, n.mac);
+    if n.mac.is_none() {
+        let twins = prof
+            .nics
+            .iter()
+            .filter(|x| x.driver == primary.driver && x.pci_id == primary.pci_id && x.bus_path == primary.bus_path)
+            .count();
+        if twins > 1 {
+            warnings.push(format!(
+                "{} NICs of this profile share driver {} and PCI ID {}: the selector for {} matches all of them; \
+                 set `mac:` on node {} to pick one",
+                twins, primary.driver, primary.pci_id, primary.name, n.name
+            ));
+        }
+    }
+    vec![LinkPlan {
+        name: primary.name.clone(),
+        selector: Some(sel),
+        bond: None,
+        dhcp: addresses.is_empty(),
+        addresses,
+        gateway: gw,
+        mtu: primary.mtu,
+    }]
+}
+
+/// Kernel arguments in order; `-name` removes an earlier `name` or `name=...`; the same key given twice with
+/// different values is a conflict (except `console=`, which may repeat).
+pub fn normalize_kernel_args(args: &[String]) -> std::result::Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for a in args {
+        if let Some(name) = a.strip_prefix('-') {
+            out.retain(|x| x != name && !x.starts_with(&format!("{name}=")));
+            out.push(a.clone());
+            continue;
+        }
+        let key = a.split('=').next().unwrap_or(a);
+        if key != "console" {
+            if let Some(prev) = out.iter().find(|x| x.split('=').next() == Some(key) && *x != a) {
+                return Err(format!("conflicting kernel arguments {prev:?} and {a:?}"));
+            }
+        }
+        if !out.contains(a) {
+            out.push(a.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Talos's rule for user arguments over the defaults: `console=` and `talos.platform=` replace the default,
+/// `-name` deletes, everything else appends.
+pub fn apply_user_args(mut cmdline: Vec<String>, user: &[String]) -> Vec<String> {
+    let mut replaced_console = false;
+    for a in user {
+        if let Some(name) = a.strip_prefix('-') {
+            cmdline.retain(|x| x != name && !x.starts_with(&format!("{name}=")));
+            continue;
+        }
+        let key = a.split('=').next().unwrap_or(a);
+        if key == "console" && !replaced_console {
+            cmdline.retain(|x| !x.starts_with("console="));
+            replaced_console = true;
+        } else if key == "talos.platform" {
+            cmdline.retain(|x| !x.starts_with("talos.platform="));
+        }
+        if !cmdline.contains(a) {
+            cmdline.push(a.clone());
+        }
+    }
+    cmdline
+}
+
+fn patch_inputs(src: &Source, base_dir: &Path, refs: &[PatchRef], at: &FieldPath) -> Result<Vec<PatchInput>> {
+    let mut out = Vec::new();
+    for (i, r) in refs.iter().enumerate() {
+        let p = at.index(i);
+        match r {
+            PatchRef::File(f) => {
+                let path = if f.is_absolute() { f.clone() } else { base_dir.join(f) };
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    Error::from(src.diag(p.clone(), format!("cannot read patch file {}: {e}", path.display())))
+                })?;
+                out.push(PatchInput {
+                    origin: path.display().to_string(),
+                    file: path,
+                    content: PatchContent::Text(text),
+                });
+            }
+            PatchRef::Inline(_) => {
+                // Take the positioned node from the source tree so errors point into the cluster file.
+                let node = p.locate(&src.root).clone();
+                let span = p.span_in(&src.root);
+                out.push(PatchInput {
+                    origin: format!("{}:{}:{}", src.path.display(), span.line, span.col),
+                    file: src.path.clone(),
+                    content: PatchContent::Inline(node),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The cluster's Kubernetes endpoint (re-exported for the config generator).
+pub fn endpoint_of(spec: &ClusterSpec) -> &Endpoint {
+    &spec.endpoint
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn kernel_arg_rules() {
+        assert_eq!(normalize_kernel_args(&v(&["a=1", "b", "-a"])).unwrap(), v(&["b", "-a"]));
+        assert!(normalize_kernel_args(&v(&["a=1", "a=2"])).unwrap_err().contains("conflicting"));
+        assert_eq!(normalize_kernel_args(&v(&["console=tty0", "console=ttyS0"])).unwrap().len(), 2);
+        let base = v(&["talos.platform=metal", "console=tty0", "slab_nomerge"]);
+        assert_eq!(
+            apply_user_args(base, &v(&["console=ttyS0,115200", "-slab_nomerge", "x=1"])),
+            v(&["talos.platform=metal", "console=ttyS0,115200", "x=1"])
+        );
+    }
+}
