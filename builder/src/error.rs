@@ -118,8 +118,17 @@ pub enum Error {
     #[error("{}: refusing to overwrite an existing file (use --force)", path.display())]
     Exists { path: PathBuf },
 
+    #[error("{0}")]
+    Patch(Box<crate::machine_config::PatchError>),
+
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<crate::machine_config::PatchError> for Error {
+    fn from(e: crate::machine_config::PatchError) -> Self {
+        Error::Patch(Box::new(e))
+    }
 }
 
 impl From<Diagnostic> for Error {
@@ -135,6 +144,8 @@ impl Error {
             Error::Unsupported { .. } => ErrorClass::Unsupported,
             Error::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => ErrorClass::BadInput,
             Error::Read { .. } | Error::Write { .. } => ErrorClass::Io,
+            Error::Patch(p) if matches!(**p, crate::machine_config::PatchError::Config { .. }) => ErrorClass::Internal,
+            Error::Patch(_) => ErrorClass::BadInput,
             Error::Internal(_) => ErrorClass::Internal,
         }
     }

@@ -2,6 +2,7 @@
 //! (secrets, machine configs, and later boot images).
 
 pub mod error;
+pub mod lint;
 pub mod machine_config;
 pub mod output;
 pub mod pki;
@@ -13,3 +14,6 @@ pub mod spec;
 pub mod yaml;
 
 pub use error::{Diagnostic, Error, ErrorClass, Result};
+
+#[cfg(test)]
+mod testsupport;

@@ -22,22 +22,34 @@ pub const DEFAULT_TALOS_VERSION: &str = "v1.14.0";
 /// The Kubernetes version used when none is given.
 pub const DEFAULT_KUBERNETES_VERSION: &str = "1.34.1";
 
-/// A Talos machine-config contract: the `major.minor` a config is generated for.
+/// A Talos machine-config contract: the `major.minor` a config (and a secrets bundle) is generated for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Contract {
-    pub major: u64,
-    pub minor: u64,
+    pub major: u32,
+    pub minor: u32,
 }
 
 impl Contract {
-    pub const V1_12: Contract = Contract { major: 1, minor: 12 };
-    pub const V1_13: Contract = Contract { major: 1, minor: 13 };
-    pub const V1_14: Contract = Contract { major: 1, minor: 14 };
+    pub const V1_12: Contract = Contract::new(1, 12);
+    pub const V1_13: Contract = Contract::new(1, 13);
+    pub const V1_14: Contract = Contract::new(1, 14);
+    /// The newest contract talforge knows.
+    pub const LATEST: Contract = Contract::V1_14;
+    /// Every contract talforge generates for, newest first.
+    pub const ALL: [Contract; 3] = [Contract::V1_14, Contract::V1_13, Contract::V1_12];
 
-    /// Talos's `ParseContractFromVersion`: `v1.14`, `1.14.0`, `v1.14.0-rc.1` all give 1.14.
-    pub fn parse(s: &str) -> Result<Contract> {
-        let v: Version = s.parse().map_err(|e: String| Error::unsupported(e))?;
-        Contract::for_version(&v)
+    pub const fn new(major: u32, minor: u32) -> Self {
+        Contract { major, minor }
+    }
+
+    /// Talos's `ParseContractFromVersion`: `v1.14`, `1.14.0`, `v1.14.0-rc.1` all give 1.14. No range check.
+    pub fn parse(s: &str) -> Option<Contract> {
+        let t = s.strip_prefix('v').unwrap_or(s);
+        let mut parts = t.splitn(3, '.');
+        let major = parts.next()?.parse().ok()?;
+        let minor_text = parts.next()?;
+        let minor = minor_text.parse().ok()?;
+        Some(Contract::new(major, minor))
     }
 
     /// The contract for a Talos version, if talforge supports it.
@@ -49,12 +61,19 @@ impl Contract {
                 OLDEST.0, OLDEST.1, NEWEST.0, NEWEST.1
             )));
         }
-        Ok(Contract { major: v.major, minor: v.minor })
+        let narrow = |x: u64| u32::try_from(x).unwrap_or(u32::MAX);
+        Ok(Contract::new(narrow(v.major), narrow(v.minor)))
     }
 
     /// Talos's `contract.Greater(1.x)`: true when this contract is newer than `1.minor`.
-    fn newer_than(self, minor: u64) -> bool {
+    pub fn newer_than(self, minor: u32) -> bool {
         (self.major, self.minor) > (1, minor)
+    }
+}
+
+impl Default for Contract {
+    fn default() -> Self {
+        Contract::LATEST
     }
 }
 
@@ -246,7 +265,9 @@ mod tests {
             let e = Quirks::new(&bad.parse().unwrap()).unwrap_err();
             assert_eq!(e.class(), crate::ErrorClass::Unsupported, "{bad}");
         }
-        assert_eq!(Contract::parse("1.14").unwrap(), Contract::V1_14);
+        assert_eq!(Contract::parse("1.14"), Some(Contract::V1_14));
+        assert_eq!(Contract::parse("v1.14.0-rc.1"), Some(Contract::V1_14));
+        assert_eq!(Contract::parse("v1"), None);
     }
 
     #[test]

@@ -6,19 +6,13 @@ use std::time::SystemTime;
 
 use crate::error::{Diagnostic, Error, Result};
 use crate::output::{Overwrite, SECRET_MODE, write_atomic};
-use crate::pki::{self, OsSecretRng, PkiError, SecretsBundle};
+use crate::pki::{OsSecretRng, PkiError, SecretsBundle};
 use crate::quirks::Quirks;
 use crate::yaml::{self, FieldPath, PathSeg, Span};
 
-/// The PKI contract matching a Talos version.
-pub fn pki_contract(q: &Quirks) -> pki::Contract {
-    pki::Contract::new(q.contract.major as u32, q.contract.minor as u32)
-}
-
 /// A new bundle for the Talos version (OS randomness, current time).
 pub fn generate(q: &Quirks) -> Result<SecretsBundle> {
-    SecretsBundle::generate(&mut OsSecretRng, SystemTime::now(), pki_contract(q))
-        .map_err(|e| Error::Internal(e.to_string()))
+    SecretsBundle::generate(&mut OsSecretRng, SystemTime::now(), q.contract).map_err(|e| Error::Internal(e.to_string()))
 }
 
 /// Reads and checks a bundle; errors name the file, line, column and field.

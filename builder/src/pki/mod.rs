@@ -31,38 +31,10 @@ pub use error::PkiError;
 pub use rng::{OsSecretRng, SecretRng, SeededSecretRng};
 pub use talosconfig::{TalosAuth, TalosConfig, TalosContext};
 
-/// A Talos version contract: the Talos release the secrets are generated for
-/// (`talosctl gen secrets --talos-version`). Only major.minor matter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Contract {
-    pub major: u32,
-    pub minor: u32,
-}
+pub use crate::quirks::Contract;
 
+/// Contract gates that decide what a secrets bundle holds (Talos `config.VersionContract`).
 impl Contract {
-    /// Talos 1.14, the newest contract this module knows.
-    pub const V1_14: Contract = Contract::new(1, 14);
-    /// The contract used when none is given.
-    pub const CURRENT: Contract = Contract::V1_14;
-
-    /// `major.minor`.
-    pub const fn new(major: u32, minor: u32) -> Self {
-        Contract { major, minor }
-    }
-
-    /// Parses `v1.14`, `1.14`, `v1.14.0`, `v1.14.0-rc.1`...
-    pub fn parse(version: &str) -> Result<Self, PkiError> {
-        let fail = || {
-            PkiError::invalid("contract", format!("expected a Talos version like v1.14 or 1.14.0; found {version:?}"))
-        };
-        let trimmed = version.strip_prefix('v').unwrap_or(version);
-        let mut parts = trimmed.splitn(3, '.');
-        let major = parts.next().and_then(|p| p.parse().ok()).ok_or_else(fail)?;
-        let minor_text = parts.next().ok_or_else(fail)?;
-        let minor = minor_text.parse().map_err(|_| fail())?;
-        Ok(Contract::new(major, minor))
-    }
-
     /// RSA-4096 service-account key instead of ECDSA P-256 (Talos: contract > 1.6).
     pub fn uses_rsa_service_account_key(self) -> bool {
         self > Contract::new(1, 6)
@@ -77,17 +49,5 @@ impl Contract {
     /// than the URL-safe one older talosctl used.
     pub fn uses_standard_cluster_id_encoding(self) -> bool {
         self >= Contract::new(1, 14)
-    }
-}
-
-impl Default for Contract {
-    fn default() -> Self {
-        Contract::CURRENT
-    }
-}
-
-impl std::fmt::Display for Contract {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "v{}.{}", self.major, self.minor)
     }
 }

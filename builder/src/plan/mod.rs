@@ -422,7 +422,12 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
                     transport: Some(transport(d.bus).to_owned()),
                     model: d.model.clone(),
                     serial: d.serial.clone(),
-                    rotational: if d.bus == DiskBus::Nvme { None } else { d.rotational },
+                    // Only SATA/SAS/SCSI disks report rotation reliably (virtio-blk and NVMe do not).
+                    rotational: if matches!(d.bus, DiskBus::Sata | DiskBus::Sas | DiskBus::Scsi) {
+                        d.rotational
+                    } else {
+                        None
+                    },
                 })
             }),
         };
@@ -528,7 +533,9 @@ fn plan_links(
     let selector_for = |nic: &crate::spec::profile::NicSpec, mac: Option<crate::spec::units::MacAddr>| LinkSelector {
         mac,
         driver: if mac.is_some() { None } else { Some(nic.driver.clone()) },
-        pci_id: if mac.is_some() { None } else { Some(nic.pci_id.clone()) },
+        // A virtio NIC's sysfs device is the virtio device, whose uevent has no PCI_ID: Talos sees an empty
+        // PCI ID there, so selecting on it would never match.
+        pci_id: if mac.is_some() || nic.driver.starts_with("virtio") { None } else { Some(nic.pci_id.clone()) },
         bus_path: if mac.is_some() { None } else { nic.bus_path.clone() },
     };
     let addresses: Vec<IpCidr> = n.address.into_iter().collect();

@@ -6,6 +6,7 @@ use crate::machine_config::generate::{InstallTarget, LinkPlan};
 use crate::quirks::NetworkStyle;
 
 use super::ClusterPlan;
+use super::profile::ResolvedProfile;
 
 /// Renders the plan as indented text.
 pub fn human(p: &ClusterPlan) -> String {
@@ -119,4 +120,81 @@ fn describe_link(l: &LinkPlan, style: NetworkStyle) -> String {
         (None, None) => "(by name)".to_owned(),
     };
     format!("{} ({how}): {addr}", l.name)
+}
+
+/// The human form of a resolved profile (`talforge profile show`).
+pub fn profile(p: &ResolvedProfile) -> String {
+    let mut o = String::new();
+    let _ = write_profile(&mut o, p);
+    o
+}
+
+fn opt(s: &Option<String>) -> &str {
+    s.as_deref().unwrap_or("-")
+}
+
+fn write_profile(o: &mut String, p: &ResolvedProfile) -> std::fmt::Result {
+    writeln!(o, "{} ({})", p.name, p.chain.join(" < "))?;
+    if let Some(d) = &p.description {
+        writeln!(o, "  {d}")?;
+    }
+    writeln!(o, "  model:     {} {}", opt(&p.vendor), opt(&p.model))?;
+    let fw = &p.firmware;
+    writeln!(
+        o,
+        "  firmware:  {:?}{}{}{}",
+        fw.kind,
+        if fw.secure_boot { ", Secure Boot" } else { "" },
+        if fw.tpm { ", TPM 2.0" } else { "" },
+        fw.serial_console.as_ref().map(|c| format!(", console {c}")).unwrap_or_default()
+    )?;
+    writeln!(
+        o,
+        "  cpu:       {:?} {} ({} sockets x {} cores)",
+        p.cpu.vendor,
+        opt(&p.cpu.model),
+        p.cpu.sockets.map_or("-".into(), |v| v.to_string()),
+        p.cpu.cores.map_or("-".into(), |v| v.to_string())
+    )?;
+    writeln!(o, "  arch:      {}", p.arch.as_str())?;
+    for n in &p.nics {
+        let emu = n.emulation.as_ref().map_or("not emulated".to_owned(), |e| format!("lab: {}", e.model.qemu_device()));
+        writeln!(
+            o,
+            "  nic:       {} {} {} {}{}{} ({emu})",
+            n.name,
+            n.driver,
+            n.pci_id,
+            opt(&n.model),
+            if n.primary { ", primary" } else { "" },
+            n.bond.as_ref().map(|b| format!(", in {b}")).unwrap_or_default()
+        )?;
+    }
+    for b in &p.bonds {
+        writeln!(o, "  bond:      {} mode {}", b.name, b.mode)?;
+    }
+    for d in &p.disks {
+        let emu = d.emulation.as_ref().map_or("not emulated".to_owned(), |e| format!("lab: {:?}", e.device));
+        writeln!(
+            o,
+            "  disk:      {} {:?} {:?} {} x{} {} ({emu})",
+            d.name,
+            d.role,
+            d.bus,
+            d.size,
+            d.count,
+            opt(&d.model)
+        )?;
+    }
+    for g in &p.gpus {
+        writeln!(o, "  gpu:       {}x {:?} {} {} (not emulated)", g.count, g.vendor, g.model, g.pci_id)?;
+    }
+    writeln!(o, "  extensions: {}", list(&p.extensions))?;
+    writeln!(o, "  kernel args: {}", list(&p.kernel_args))?;
+    let mods: Vec<String> = p.kernel_modules.iter().map(|m| m.name.clone()).collect();
+    writeln!(o, "  modules:   {}", list(&mods))?;
+    let sys: Vec<String> = p.sysctls.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    writeln!(o, "  sysctls:   {}", list(&sys))?;
+    writeln!(o, "  lab:       {} {} vCPU {} memory", p.emulation.machine, p.emulation.cpus, p.emulation.memory)?;
+    Ok(())
 }

@@ -8,7 +8,7 @@ mod generate;
 mod load;
 mod talosconfig;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,7 +23,6 @@ use super::keys::{PrivateKey, pem_decode, pem_encode};
 use super::*;
 
 /// talosctl-made bundle (test keys) kept outside this crate.
-const STABILITY_SECRETS: &str = "/work/shared/talos-schema/stability/secrets.yaml";
 
 const RSA_CA_CRT: &str = include_str!("../testdata/rsa1024-ca.crt");
 const RSA_CA_KEY_PKCS1: &str = include_str!("../testdata/rsa1024-ca-pkcs1.key");
@@ -64,15 +63,9 @@ fn bundle_1_6() -> SecretsBundle {
     ok(SecretsBundle::generate(&mut seeded(6), now(), Contract::new(1, 6)))
 }
 
-/// The stability bundle: at [`STABILITY_SECRETS`], or in a `shared/` folder
-/// beside any ancestor of this crate (CI clones the repo with `shared/` beside it).
+/// The talosctl-made stability bundle in `../shared`.
 fn stability_path() -> PathBuf {
-    let relative = Path::new("shared/talos-schema/stability/secrets.yaml");
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|dir| dir.join(relative))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from(STABILITY_SECRETS))
+    crate::testsupport::shared_dir().join("talos-schema/stability/secrets.yaml")
 }
 
 fn stability_text() -> Option<String> {
@@ -207,9 +200,9 @@ fn check_ca(name: &str, pair: &CertAndKey, subject: &str, sig_oid: &str) {
 
 #[test]
 fn contracts_parse_and_compare() {
-    assert_eq!(ok(Contract::parse("v1.14.0-rc.1")), Contract::V1_14);
-    assert_eq!(ok(Contract::parse("1.7")), Contract::new(1, 7));
-    assert!(Contract::parse("1").is_err() && Contract::parse("v1.x").is_err() && Contract::parse("").is_err());
+    assert_eq!(Contract::parse("v1.14.0-rc.1"), Some(Contract::V1_14));
+    assert_eq!(Contract::parse("1.7"), Some(Contract::new(1, 7)));
+    assert!(Contract::parse("1").is_none() && Contract::parse("v1.x").is_none() && Contract::parse("").is_none());
     assert!(Contract::new(1, 7).uses_rsa_service_account_key() && !Contract::new(1, 6).uses_rsa_service_account_key());
     assert!(Contract::new(1, 3).uses_secretbox() && !Contract::new(1, 2).uses_secretbox());
     assert!(Contract::new(2, 0) > Contract::V1_14);
