@@ -83,16 +83,6 @@ impl fmt::Display for Contract {
     }
 }
 
-/// Where a network interface's settings go in the machine config.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum NetworkStyle {
-    /// `machine.network.interfaces[]` with `deviceSelector` (v1alpha1).
-    DeviceSelector,
-    /// `LinkAliasConfig` (a CEL selector naming the link) + `LinkConfig` (addresses, routes), Talos ≥ 1.14.
-    LinkAlias,
-}
-
 /// Boot platform (only `metal` is built today).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -167,10 +157,10 @@ impl Quirks {
         !self.contract.newer_than(12)
     }
 
-    /// How talforge writes a node's network: by v1alpha1 device selector up to 1.13, by link alias from 1.14
-    /// (v1alpha1 `machine.network` is deprecated in 1.14).
-    pub fn network_style(&self) -> NetworkStyle {
-        if self.contract.newer_than(13) { NetworkStyle::LinkAlias } else { NetworkStyle::DeviceSelector }
+    /// A `LinkAliasConfig` name may hold `%d` to alias every link its selector matches (`net%d` → net0, net1).
+    /// Without it (1.12) a selector that matches several links aliases none of them.
+    pub fn link_alias_patterns(&self) -> bool {
+        self.contract.newer_than(12)
     }
 
     /// `install.extraKernelArgs` survives generation (it is dropped by the 1.14 contract; with sd-boot the
@@ -276,8 +266,8 @@ mod tests {
         assert!(q("v1.14.0").multidoc_kubernetes());
         assert!(q("v1.12.3").empty_machine_network());
         assert!(!q("v1.13.0").empty_machine_network());
-        assert_eq!(q("v1.13.0").network_style(), NetworkStyle::DeviceSelector);
-        assert_eq!(q("v1.14.0").network_style(), NetworkStyle::LinkAlias);
+        assert!(!q("v1.12.9").link_alias_patterns());
+        assert!(q("v1.13.0").link_alias_patterns());
         assert!(q("v1.13.0").cluster_id_url_safe());
         assert!(!q("v1.14.0").cluster_id_url_safe());
     }

@@ -40,6 +40,7 @@ pub fn run(a: &PlanArgs, catalog: Option<&Path>) -> anyhow::Result<ExitCode> {
     let file = super::cluster_file(&a.file);
     let cat = super::catalog_for(catalog, &file)?;
     let plan = plan_cluster(&file, &cat, &overrides(&a.talos_version, &a.kubernetes_version, &a.nodes)?)?;
+    talforge_builder::machine_config::render::check_configs(&plan)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {

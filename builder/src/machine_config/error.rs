@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::quirks::Contract;
 use crate::yaml::{FieldPath, Span};
 
 /// Which document of a config: `v1alpha1`, `KubeletConfig`, `RegistryMirrorConfig/ghcr.io`.
@@ -61,6 +62,13 @@ fn at(doc: &Option<Box<DocId>>, path: &FieldPath) -> String {
     }
 }
 
+fn newer_hint(newer: &Option<(Contract, Contract)>) -> String {
+    match newer {
+        Some((first, used)) => format!(" (a Talos {first} document; this config is for the {used} contract)"),
+        None => String::new(),
+    }
+}
+
 /// A document that does not fit its Talos shape.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -71,8 +79,8 @@ pub enum ShapeError {
     MissingKind { span: Span },
     #[error("missing apiVersion")]
     MissingApiVersion { span: Span },
-    #[error("{kind:?} {version:?}: not registered")]
-    NotRegistered { kind: String, version: String, span: Span },
+    #[error("{kind:?} {version:?}: not registered{}", newer_hint(.newer))]
+    NotRegistered { kind: String, version: String, span: Span, newer: Option<(Contract, Contract)> },
     #[error("{}: unknown keys found during decoding", at(.doc, .path))]
     UnknownKey { doc: Option<Box<DocId>>, path: FieldPath, span: Span },
     #[error("{}: expected {expected}; found {found}", at(.doc, .path))]
@@ -114,24 +122,37 @@ impl ShapeError {
     }
 }
 
-/// Where a patch came from: a file, or a label such as `--config-patch #2`.
+/// Where a patch came from: a file, a patch written inline in a file (positions are that file's), or a label
+/// such as `--config-patch #2`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PatchOrigin {
     File(PathBuf),
+    Inline { file: PathBuf, at: Span },
     Label(String),
+}
+
+impl PatchOrigin {
+    /// Where the patch itself starts, when it is part of a larger file.
+    fn position(&self) -> Span {
+        match self {
+            PatchOrigin::Inline { at, .. } => *at,
+            _ => Span::UNKNOWN,
+        }
+    }
 }
 
 impl fmt::Display for PatchOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PatchOrigin::File(p) => write!(f, "{}", p.display()),
+            PatchOrigin::File(p) | PatchOrigin::Inline { file: p, .. } => write!(f, "{}", p.display()),
             PatchOrigin::Label(l) => f.write_str(l),
         }
     }
 }
 
-/// `origin:line:col` (the position only when known).
+/// `origin:line:col`: the error's position, else where an inline patch starts, else just the origin.
 fn loc(origin: &PatchOrigin, span: Span) -> String {
+    let span = if span.is_known() { span } else { origin.position() };
     if span.is_known() { format!("{origin}:{span}") } else { origin.to_string() }
 }
 
@@ -155,16 +176,16 @@ pub enum PatchError {
     #[error("{}: {}: {message}", loc(.origin, *.span), at(&Some(.doc.clone()), .path))]
     Merge { origin: PatchOrigin, span: Span, doc: Box<DocId>, path: FieldPath, message: String },
     /// A JSON patch on a config with more than one document.
-    #[error("{origin}: JSON6902 patches are not supported for multi-document machine configuration")]
+    #[error("{}: JSON6902 patches are not supported for multi-document machine configuration", loc(.origin, Span::UNKNOWN))]
     JsonMultiDoc { origin: PatchOrigin, documents: usize },
     /// An RFC 6902 operation failed; `message` is the json-patch library's text.
-    #[error("{origin}: failure applying rfc6902 patches to talos machine config: {message}")]
+    #[error("{}: failure applying rfc6902 patches to talos machine config: {message}", loc(.origin, Span::UNKNOWN))]
     JsonPatch { origin: PatchOrigin, op: String, path: String, message: String },
     /// The config handed to the engine does not fit its shape (a generator bug, not the user's patch).
     #[error("config document {index}: {source}")]
     Config { index: usize, source: Box<ShapeError> },
     /// The result breaks a container rule (duplicate documents).
-    #[error("{origin}: {message}")]
+    #[error("{}: {message}", loc(.origin, Span::UNKNOWN))]
     Container { origin: PatchOrigin, message: String },
 }
 

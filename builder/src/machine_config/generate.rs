@@ -94,6 +94,9 @@ pub struct DiskSelector {
     pub model: Option<String>,
     pub serial: Option<String>,
     pub rotational: Option<bool>,
+    /// Size bounds in bytes, when transport, model and serial alone would also match another disk.
+    pub min_size: Option<u64>,
+    pub max_size: Option<u64>,
 }
 
 impl DiskSelector {
@@ -114,10 +117,26 @@ impl DiskSelector {
             Some(false) => parts.push("!disk.rotational".to_owned()),
             None => {}
         }
+        if let Some(n) = self.min_size {
+            parts.push(format!("disk.size >= {n}u"));
+        }
+        if let Some(n) = self.max_size {
+            parts.push(format!("disk.size <= {n}u"));
+        }
         if parts.is_empty() {
             parts.push("disk.transport != \"\"".to_owned());
         }
         parts.join(" && ")
+    }
+
+    /// The v1alpha1 selector as one line (`model: X, type: nvme`), for plans.
+    pub fn v1alpha1_text(&self) -> String {
+        let node = self.v1alpha1();
+        let parts: Vec<String> = node
+            .as_map()
+            .map(|m| m.iter().map(|(k, v)| format!("{}: {}", k.name, v.as_str().unwrap_or_default())).collect())
+            .unwrap_or_default();
+        format!("diskSelector {{{}}}", parts.join(", "))
     }
 
     /// The v1alpha1 `machine.install.diskSelector` mapping (≤ 1.13).
@@ -128,7 +147,18 @@ impl DiskSelector {
             (_, Some(false)) => Some("ssd"),
             _ => None,
         };
-        M::new().put_opt("model", self.model.clone()).put_opt("serial", self.serial.clone()).put_opt("type", ty).build()
+        // One size bound fits in v1alpha1's matcher; the plan never asks for two on these versions.
+        let size = match (self.min_size, self.max_size) {
+            (Some(n), _) => Some(format!(">= {n}")),
+            (None, Some(n)) => Some(format!("<= {n}")),
+            (None, None) => None,
+        };
+        M::new()
+            .put_opt("size", size)
+            .put_opt("model", self.model.clone())
+            .put_opt("serial", self.serial.clone())
+            .put_opt("type", ty)
+            .build()
     }
 }
 
@@ -157,18 +187,7 @@ pub struct LinkSelector {
 }
 
 impl LinkSelector {
-    /// The v1alpha1 `deviceSelector` (≤ 1.13).
-    fn device_selector(&self) -> Node {
-        M::new()
-            .put_opt("busPath", self.bus_path.clone())
-            .put_opt("hardwareAddr", self.mac.map(|m| m.to_string()))
-            .put_opt("pciID", self.pci_id.as_ref().map(|p| p.to_uppercase()))
-            .put_opt("driver", self.driver.clone())
-            .put_if(self.mac.is_none(), "physical", || true.into())
-            .build()
-    }
-
-    /// The `LinkAliasConfig` CEL selector (≥ 1.14).
+    /// The `LinkAliasConfig` CEL selector.
     pub fn cel(&self) -> String {
         let mut parts = Vec::new();
         if let Some(m) = self.mac {
@@ -187,13 +206,22 @@ impl LinkSelector {
     }
 }
 
-/// One configured link of a node: a NIC or a bond, with its address.
+/// A `LinkAliasConfig`: a name (with `%d` when the selector matches several links) for the links a selector
+/// matches.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AliasPlan {
+    pub name: String,
+    pub selector: LinkSelector,
+}
+
+/// One configured link of a node: a NIC or a bond (named by its aliases), with its addresses.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LinkPlan {
-    /// Link alias (≥ 1.14) / bond name.
+    /// The link's name: an alias for a NIC, the bond's name for a bond.
     pub name: String,
-    pub selector: Option<LinkSelector>,
+    pub aliases: Vec<AliasPlan>,
     pub bond: Option<BondPlan>,
     pub addresses: Vec<IpCidr>,
     pub gateway: Option<std::net::IpAddr>,
@@ -205,7 +233,8 @@ pub struct LinkPlan {
 #[serde(rename_all = "camelCase")]
 pub struct BondPlan {
     pub mode: String,
-    pub members: Vec<(String, LinkSelector)>,
+    /// Member link names (aliases).
+    pub links: Vec<String>,
     pub lacp_rate: Option<String>,
     pub xmit_hash_policy: Option<String>,
     pub miimon: Option<u32>,
@@ -275,19 +304,9 @@ pub fn generate(input: &GenInput<'_>, role: Role, node: Option<&NodeFacts>) -> V
                 .put("disableManifestsDirectory", true),
         );
     }
-    // machine.network: 1.12 always writes it (empty); ≤ 1.13 node configs put their links here.
-    let v1_links = node.filter(|_| q.network_style() == crate::quirks::NetworkStyle::DeviceSelector);
-    if q.empty_machine_network() || v1_links.is_some_and(|n| !n.links.is_empty() || !n.nameservers.is_empty()) {
-        let mut net = M::new();
-        if let Some(n) = v1_links {
-            if !n.links.is_empty() {
-                net = net.put("interfaces", list(n.links.iter().map(v1alpha1_interface)));
-            }
-            if !n.nameservers.is_empty() {
-                net = net.put("nameservers", strs(n.nameservers.iter().map(|a| a.to_string())));
-            }
-        }
-        machine = machine.put("network", net);
+    // machine.network: talosctl 1.12 writes it empty. Node networks go into link documents (1.12+).
+    if q.empty_machine_network() {
+        machine = machine.put("network", M::new());
     }
     if !q.unattended_install_config() {
         let kargs = if q.install_extra_kernel_args() { o.install_extra_kernel_args.clone() } else { Vec::new() };
@@ -458,10 +477,7 @@ pub fn generate(input: &GenInput<'_>, role: Role, node: Option<&NodeFacts>) -> V
         );
     }
     if q.discovery_and_resolver_documents() {
-        let ns: Vec<Node> = node
-            .filter(|_| q.network_style() == crate::quirks::NetworkStyle::LinkAlias)
-            .map(|n| n.nameservers.iter().map(|a| M::new().put("address", a.to_string()).build()).collect())
-            .unwrap_or_default();
+        let ns: Vec<Node> = node.map(nameservers).unwrap_or_default();
         docs.push(
             M::doc("ResolverConfig")
                 .put_if(!ns.is_empty(), "nameservers", || list(ns))
@@ -497,7 +513,11 @@ pub fn generate(input: &GenInput<'_>, role: Role, node: Option<&NodeFacts>) -> V
             docs.push(M::doc("KubeSpanConfig").put("enabled", enabled).build());
         }
     }
-    if let Some(n) = node.filter(|_| q.network_style() == crate::quirks::NetworkStyle::LinkAlias) {
+    if let Some(n) = node {
+        // Up to 1.13 the resolver document only carries nameservers (host DNS is a v1alpha1 feature there).
+        if !q.discovery_and_resolver_documents() && !n.nameservers.is_empty() {
+            docs.push(M::doc("ResolverConfig").put("nameservers", list(nameservers(n))).build());
+        }
         docs.extend(link_documents(&n.links));
     }
     if q.kernel_module_config_document() {
@@ -706,81 +726,41 @@ fn string_map(m: &BTreeMap<String, String>) -> Node {
     out.build()
 }
 
-fn v1alpha1_interface(l: &LinkPlan) -> Node {
-    let mut dev = M::new();
-    match &l.bond {
-        Some(_) => {
-            dev = dev.put("interface", l.name.as_str());
-        }
-        None => {
-            if let Some(sel) = &l.selector {
-                dev = dev.put("deviceSelector", sel.device_selector());
-            }
-        }
-    }
-    if !l.addresses.is_empty() {
-        dev = dev.put("addresses", strs(l.addresses.iter().map(|a| a.to_string())));
-    }
-    if let Some(gw) = l.gateway {
-        let default = if gw.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
-        dev = dev.put("routes", list([M::new().put("network", default).put("gateway", gw.to_string()).build()]));
-    }
-    if let Some(b) = &l.bond {
-        dev = dev.put(
-            "bond",
-            M::new()
-                .put("deviceSelectors", list(b.members.iter().map(|(_, s)| s.device_selector())))
-                .put("mode", b.mode.as_str())
-                .put_opt("lacpRate", b.lacp_rate.clone())
-                .put_opt("xmitHashPolicy", b.xmit_hash_policy.clone())
-                .put_opt("miimon", b.miimon),
-        );
-    }
-    dev.put_opt("mtu", l.mtu).put_if(l.dhcp, "dhcp", || true.into()).build()
+fn nameservers(n: &NodeFacts) -> Vec<Node> {
+    n.nameservers.iter().map(|a| M::new().put("address", a.to_string()).build()).collect()
 }
 
-/// Talos ≥ 1.14 link documents: aliases for physical links, a bond if any, and the link's addresses.
+/// Link documents: aliases for physical links, a bond if any, and the link's addresses.
 fn link_documents(links: &[LinkPlan]) -> Vec<Node> {
     let mut docs = Vec::new();
     for l in links {
-        let common = |m: M| -> M {
-            let m = m.put("up", true).put_opt("mtu", l.mtu);
-            let m = m.put_if(!l.addresses.is_empty(), "addresses", || {
-                list(l.addresses.iter().map(|a| M::new().put("address", a.to_string()).build()))
-            });
-            m.put_opt("routes", l.gateway.map(|gw| list([M::new().put("gateway", gw.to_string()).build()])))
-        };
-        match &l.bond {
-            Some(b) => {
-                for (member, sel) in &b.members {
-                    docs.push(
-                        M::doc("LinkAliasConfig")
-                            .put("name", member.as_str())
-                            .put("selector", M::new().put("match", sel.cel()))
-                            .build(),
-                    );
-                }
-                let bond = M::doc("BondConfig")
-                    .put("name", l.name.as_str())
-                    .put("links", strs(b.members.iter().map(|(n, _)| n.as_str())))
-                    .put("bondMode", b.mode.as_str())
-                    .put_opt("miimon", b.miimon)
-                    .put_opt("xmitHashPolicy", b.xmit_hash_policy.clone())
-                    .put_opt("lacpRate", b.lacp_rate.clone());
-                docs.push(common(bond).build());
-            }
-            None => {
-                if let Some(sel) = &l.selector {
-                    docs.push(
-                        M::doc("LinkAliasConfig")
-                            .put("name", l.name.as_str())
-                            .put("selector", M::new().put("match", sel.cel()))
-                            .build(),
-                    );
-                }
-                docs.push(common(M::doc("LinkConfig").put("name", l.name.as_str())).build());
-            }
+        for a in &l.aliases {
+            docs.push(
+                M::doc("LinkAliasConfig")
+                    .put("name", a.name.as_str())
+                    .put("selector", M::new().put("match", a.selector.cel()))
+                    .build(),
+            );
         }
+        let head = match &l.bond {
+            Some(b) => M::doc("BondConfig")
+                .put("name", l.name.as_str())
+                .put("links", strs(&b.links))
+                .put("bondMode", b.mode.as_str())
+                .put_opt("miimon", b.miimon)
+                .put_opt("xmitHashPolicy", b.xmit_hash_policy.clone())
+                .put_opt("lacpRate", b.lacp_rate.clone()),
+            None => M::doc("LinkConfig").put("name", l.name.as_str()),
+        };
+        let addresses = || list(l.addresses.iter().map(|a| M::new().put("address", a.to_string()).build()));
+        let routes = l.gateway.map(|gw| list([M::new().put("gateway", gw.to_string()).build()]));
+        docs.push(
+            head.put("up", true)
+                .put_opt("mtu", l.mtu)
+                .put_if(!l.addresses.is_empty(), "addresses", addresses)
+                .put_opt("routes", routes)
+                .build(),
+        );
         if l.dhcp {
             docs.push(M::doc("DHCPv4Config").put("name", l.name.as_str()).build());
         }

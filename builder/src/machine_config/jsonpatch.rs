@@ -307,7 +307,7 @@ pub(crate) fn apply(doc: &mut Json, ops: &[Operation]) -> Result<(), OpError> {
 }
 
 /// A YAML tree as JSON (ghodss/yaml `YAMLToJSON`); `None` for values JSON cannot hold (NaN, infinities).
-pub(crate) fn node_to_json(node: &Node) -> Option<Json> {
+pub fn node_to_json(node: &Node) -> Option<Json> {
     Some(match &node.value {
         Value::Null => Json::Null,
         Value::Bool(b) => Json::Bool(*b),

@@ -18,6 +18,7 @@ mod shapes;
 mod typed;
 
 pub use error::{DocId, PatchError, PatchOrigin, ShapeError};
+pub use jsonpatch::node_to_json;
 pub use patch::{Patch, PatchKind, apply_patches, load_patch, load_patch_node};
 pub use render::{DirectFiles, DirectRequest, OutputType, generate_direct, write_cluster_configs};
 pub use shapes::{Contract, DocDef, Field, MergeRule, Shapes, StructDef, TableError, TypeDef, TypeExpr};

@@ -22,7 +22,7 @@ pub fn load_planned_patch(p: &PatchInput) -> Result<Patch> {
         PatchContent::Inline(node) => {
             let text =
                 std::fs::read_to_string(&p.file).map_err(|source| Error::Read { path: p.file.clone(), source })?;
-            load_patch_node(node, &text, PatchOrigin::File(p.file.clone()))?
+            load_patch_node(node, &text, PatchOrigin::Inline { file: p.file.clone(), at: node.span })?
         }
     })
 }
@@ -80,6 +80,20 @@ impl<'a> ClusterInputs<'a> {
         }
         Ok(apply_patches(docs, &patches, self.plan.contract)?)
     }
+}
+
+/// Renders every config of the plan with placeholder secrets and throws the result away: `plan` uses it to
+/// report patch and config errors before any secrets or files exist.
+pub fn check_configs(plan: &ClusterPlan) -> Result<()> {
+    let secrets = crate::lint::placeholder_secrets();
+    let inputs = ClusterInputs::new(plan, &secrets)?;
+    for role in [Role::Controlplane, Role::Worker] {
+        inputs.role_config(role)?;
+    }
+    for n in &plan.nodes {
+        inputs.node_config(n)?;
+    }
+    Ok(())
 }
 
 /// A talosconfig for the cluster: endpoints are the control planes' addresses, the default node the first
@@ -238,7 +252,8 @@ pub fn generate_direct(req: &DirectRequest) -> Result<DirectFiles> {
         Some(p) => crate::secrets::load(p)?,
         None => crate::secrets::generate(&quirks)?,
     };
-    let install_image = req.install_image.clone().or_else(|| {
+    // talosctl: an explicit empty --install-image means no image.
+    let install_image = req.install_image.clone().map(|i| Some(i).filter(|i| !i.is_empty())).unwrap_or_else(|| {
         Some(quirks.factory_installer_image(
             crate::quirks::Platform::Metal,
             &crate::schematic::Schematic::default().render().1,

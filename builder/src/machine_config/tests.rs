@@ -358,7 +358,8 @@ fn unknown_keys_and_kinds() {
         V1,
         &["apiVersion: v1alpha1\nkind: KubeletConfig\nclusterDNS: [1.1.1.1]\n"],
         Contract::V1_13,
-        "--config-patch #1:2:1: \"KubeletConfig\" \"v1alpha1\": not registered",
+        "--config-patch #1:2:1: \"KubeletConfig\" \"v1alpha1\": not registered (a Talos v1.14 document; this config \
+         is for the v1.13 contract)",
     );
     // Type errors, with go-yaml's coercions.
     let e = patch_err("machine:\n  kubelet:\n    defaultRuntimeSeccompProfileEnabled: maybe\n");

@@ -375,6 +375,12 @@ pub(crate) fn identify(doc: &Node, contract: Contract) -> Result<(DocId, &'stati
         kind: kind.to_owned(),
         version: version.to_owned(),
         span: m.get_entry("kind").map_or(span, |(k, _)| k.span),
+        // A kind a newer Talos knows: say so, the usual cause is a patch written for a newer release.
+        newer: Contract::ALL
+            .iter()
+            .rev()
+            .find(|c| **c > contract && shapes.doc(kind, **c).is_some())
+            .map(|first| (*first, contract)),
     };
     if version == "v1alpha1" && kind.is_empty() {
         let def = shapes.doc("v1alpha1", contract).ok_or_else(|| not_registered("v1alpha1", ""))?;

@@ -208,15 +208,20 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
             if a.addr == a.network() && a.prefix < 31 {
                 errors.push(src.diag(p.key("address"), format!("{a} is a network address, not a host address")));
             }
+            // Control planes serve the endpoint (their address or a VIP on their link), so it must be in their
+            // network; workers may reach it through the gateway when there is one.
             if let Some(ep) = spec.endpoint.ip() {
-                let cidr = IpCidr { addr: a.addr, prefix: a.prefix };
-                if !cidr.contains(ep) {
+                let routed = n.role == Role::Worker && spec.network.gateway.is_some();
+                if !a.contains(ep) && !routed {
+                    let why = match n.role {
+                        Role::Controlplane => "a control plane serves the endpoint on its own link",
+                        Role::Worker => "without a gateway a worker reaches only its own network",
+                    };
                     errors.push(src.diag(
                         p.key("address"),
                         format!(
-                            "{a} is outside the network of the endpoint {} ({}/{}); the nodes must reach the API endpoint on their link",
-                            spec.endpoint.host,
-                            cidr.network(),
+                            "{a} is outside the endpoint's network: {ep} is not in {}/{} ({why})",
+                            a.network(),
                             a.prefix
                         ),
                     ));
@@ -251,15 +256,6 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
                 errors
                     .push(src.diag(p.key("installDisk"), format!("expected a device path like /dev/sda; found {d:?}")));
             }
-        }
-    }
-    if let Some(ep) = spec.endpoint.ip() {
-        let cps: Vec<&NodeSpec> = spec.nodes.iter().filter(|n| n.role == Role::Controlplane).collect();
-        if !cps.is_empty()
-            && cps.iter().all(|n| n.address.is_some())
-            && !cps.iter().any(|n| n.address.is_some_and(|a| a.addr == ep))
-        {
-            // A shared VIP is fine only when it is in the control planes' network (checked above); say so.
         }
     }
     for (k, m) in spec.network.registry_mirrors.iter() {
@@ -417,21 +413,21 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
         }
         let install = match &n.install_disk {
             Some(d) => Some(InstallTarget::Path(d.clone())),
-            None => prof.install_disk().map(|d| {
-                InstallTarget::Selector(DiskSelector {
-                    transport: Some(transport(d.bus).to_owned()),
-                    model: d.model.clone(),
-                    serial: d.serial.clone(),
-                    // Only SATA/SAS/SCSI disks report rotation reliably (virtio-blk and NVMe do not).
-                    rotational: if matches!(d.bus, DiskBus::Sata | DiskBus::Sas | DiskBus::Scsi) {
-                        d.rotational
-                    } else {
-                        None
-                    },
-                })
-            }),
+            None => match install_selector(prof, &quirks) {
+                Ok(sel) => sel.map(InstallTarget::Selector),
+                Err(m) => {
+                    errors.push(src.diag(p.key("profile"), m));
+                    continue;
+                }
+            },
         };
-        let links = plan_links(n, prof, spec.network.gateway, &mut warnings);
+        let links = match plan_links(n, prof, &quirks, spec.network.gateway, &mut warnings) {
+            Ok(l) => l,
+            Err(m) => {
+                errors.push(src.diag(p.clone(), m));
+                continue;
+            }
+        };
         let facts = NodeFacts {
             hostname: n.hostname.clone().unwrap_or_else(|| n.name.clone()),
             install,
@@ -522,15 +518,116 @@ fn gen_options(spec: &ClusterSpec) -> GenOptions {
     o
 }
 
-/// The node's address goes on the profile's primary NIC (or the bond it belongs to).
+fn transport_of(bus: DiskBus) -> String {
+    transport(bus).to_owned()
+}
+
+/// A glob (`*`, `?`) match, for telling whether a selector pattern could match another disk's string.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(sp) = star {
+            pi = sp + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Could a pattern/value on the selector side match a value on another disk? Unknown on either side: yes.
+fn may_match(pattern: &Option<String>, other: &Option<String>) -> bool {
+    match (pattern, other) {
+        (Some(p), Some(o)) => glob_match(p, o) || glob_match(o, p),
+        _ => true,
+    }
+}
+
+/// The install-disk selector for a profile: transport, model, serial and rotation from the install disk, plus
+/// a size bound when those would also match another disk of the machine (installing Talos onto a Ceph OSD
+/// disk would destroy it). Errors when no selector can single the disk out.
+fn install_selector(prof: &ResolvedProfile, q: &Quirks) -> std::result::Result<Option<DiskSelector>, String> {
+    let Some(d) = prof.install_disk() else { return Ok(None) };
+    let mut sel = DiskSelector {
+        transport: Some(transport_of(d.bus)),
+        model: d.model.clone(),
+        serial: d.serial.clone(),
+        // Only SATA/SAS/SCSI disks report rotation reliably (virtio-blk and NVMe do not).
+        rotational: if matches!(d.bus, DiskBus::Sata | DiskBus::Sas | DiskBus::Scsi) { d.rotational } else { None },
+        min_size: None,
+        max_size: None,
+    };
+    let rivals: Vec<&crate::spec::profile::DiskSpec> = prof
+        .disks
+        .iter()
+        .filter(|o| o.name != d.name && o.bus == d.bus)
+        .filter(|o| may_match(&sel.model, &o.model) && may_match(&sel.serial, &o.serial))
+        .filter(|o| match (sel.rotational, o.rotational) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        })
+        .collect();
+    if rivals.is_empty() {
+        return Ok(Some(sel));
+    }
+    let size = d.size.bytes();
+    let names =
+        |v: &[&crate::spec::profile::DiskSpec]| v.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ");
+    if rivals.iter().any(|o| o.size.bytes() == size) {
+        return Err(format!(
+            "the install disk {:?} cannot be told apart from disk(s) {} of profile {} (same bus and size): give it a \
+             model or serial pattern",
+            d.name,
+            names(&rivals),
+            prof.name
+        ));
+    }
+    // Halfway to the nearest rival on each side, so real capacities a little off the nominal size still match.
+    let larger = rivals.iter().map(|o| o.size.bytes()).filter(|s| *s > size).min();
+    let smaller = rivals.iter().map(|o| o.size.bytes()).filter(|s| *s < size).max();
+    sel.max_size = larger.map(|l| size + (l - size) / 2);
+    sel.min_size = smaller.map(|s| s + (size - s) / 2);
+    if sel.min_size.is_some() && sel.max_size.is_some() && !q.unattended_install_config() {
+        return Err(format!(
+            "the install disk {:?} of profile {} sits between larger and smaller disks on the same bus ({}); Talos {} \
+             selects install disks by one size bound: give it a model or serial pattern",
+            d.name,
+            prof.name,
+            names(&rivals),
+            q.version
+        ));
+    }
+    Ok(Some(sel))
+}
+
+/// The node's address goes on the profile's primary NIC (or the bond it belongs to). Links are named by
+/// `LinkAliasConfig`s; when a selector cannot single out one port (identical ports and no MAC or bus path),
+/// Talos ≥ 1.13 aliases them all with a `%d` pattern, and the address goes on the first.
 fn plan_links(
     n: &NodeSpec,
     prof: &ResolvedProfile,
+    q: &Quirks,
     gateway: Option<IpAddr>,
     warnings: &mut Vec<String>,
-) -> Vec<LinkPlan> {
-    let Some(primary) = prof.primary_nic() else { return Vec::new() };
-    let selector_for = |nic: &crate::spec::profile::NicSpec, mac: Option<crate::spec::units::MacAddr>| LinkSelector {
+) -> std::result::Result<Vec<LinkPlan>, String> {
+    use crate::machine_config::generate::AliasPlan;
+    use crate::spec::profile::NicSpec;
+
+    let Some(primary) = prof.primary_nic() else { return Ok(Vec::new()) };
+    let selector_for = |nic: &NicSpec, mac: Option<crate::spec::units::MacAddr>| LinkSelector {
         mac,
         driver: if mac.is_some() { None } else { Some(nic.driver.clone()) },
         // A virtio NIC's sysfs device is the virtio device, whose uevent has no PCI_ID: Talos sees an empty
@@ -538,63 +635,106 @@ fn plan_links(
         pci_id: if mac.is_some() || nic.driver.starts_with("virtio") { None } else { Some(nic.pci_id.clone()) },
         bus_path: if mac.is_some() { None } else { nic.bus_path.clone() },
     };
+    // How many of the profile's NICs a selector built from `nic` (without a MAC) matches.
+    let twins = |nic: &NicSpec| {
+        prof.nics
+            .iter()
+            .filter(|x| x.driver == nic.driver && x.pci_id == nic.pci_id && x.bus_path == nic.bus_path)
+            .count()
+    };
     let addresses: Vec<IpCidr> = n.address.into_iter().collect();
     let gw = if addresses.is_empty() { None } else { gateway };
+    let dhcp = addresses.is_empty();
+    let cannot_tell = |what: &str| {
+        format!(
+            "{what}: on Talos {} a link alias must match exactly one link; set `mac:` on node {} or `busPath:` on the \
+             profile's NICs",
+            q.version, n.name
+        )
+    };
+
     if let Some(bond_name) = &primary.bond {
-        let Some(bond) = prof.bonds.iter().find(|b| &b.name == bond_name) else { return Vec::new() };
-        let members: Vec<(String, LinkSelector)> = prof
-            .nics
-            .iter()
-            .filter(|x| x.bond.as_deref() == Some(bond_name))
-            .map(|x| (x.name.clone(), selector_for(x, None)))
-            .collect();
-        let same = members.windows(2).any(|w| w[0].1 == w[1].1);
-        if same {
-            warnings.push(format!(
-                "bond {bond_name}: members share driver and PCI ID, so their selectors also match each other's ports; \
-                 Talos then enslaves every matching port, which is what a bond of identical ports wants"
-            ));
+        let Some(bond) = prof.bonds.iter().find(|b| &b.name == bond_name) else { return Ok(Vec::new()) };
+        let members: Vec<&NicSpec> = prof.nics.iter().filter(|x| x.bond.as_deref() == Some(bond_name)).collect();
+        let mut aliases = Vec::new();
+        let mut links = Vec::new();
+        let mut done = vec![false; members.len()];
+        for i in 0..members.len() {
+            if done[i] {
+                continue;
+            }
+            let sel = selector_for(members[i], None);
+            let same: Vec<usize> = (i..members.len()).filter(|j| selector_for(members[*j], None) == sel).collect();
+            for j in &same {
+                done[*j] = true;
+            }
+            if same.len() == 1 && twins(members[i]) == 1 {
+                aliases.push(AliasPlan { name: members[i].name.clone(), selector: sel });
+                links.push(members[i].name.clone());
+                continue;
+            }
+            if !q.link_alias_patterns() {
+                return Err(cannot_tell(&format!("bond {bond_name}: its ports look identical")));
+            }
+            let matched = twins(members[i]);
+            if matched > same.len() {
+                warnings.push(format!(
+                    "bond {bond_name}: {matched} NICs match the selector of its {} identical ports; the first {} \
+                     Talos enumerates join the bond (set busPath on the profile's NICs to choose)",
+                    same.len(),
+                    same.len()
+                ));
+            }
+            let prefix = format!("{bond_name}p");
+            aliases.push(AliasPlan { name: format!("{prefix}%d"), selector: sel });
+            links.extend((0..same.len()).map(|k| format!("{prefix}{k}")));
         }
-        return vec![LinkPlan {
+        return Ok(vec![LinkPlan {
             name: bond_name.clone(),
-            selector: None,
+            aliases,
             bond: Some(BondPlan {
                 mode: bond.mode.clone(),
-                members,
+                links,
                 lacp_rate: bond.lacp_rate.clone(),
                 xmit_hash_policy: bond.xmit_hash_policy.clone(),
                 miimon: bond.miimon,
             }),
-            dhcp: addresses.is_empty(),
             addresses,
             gateway: gw,
+            dhcp,
             mtu: bond.mtu,
-        }];
+        }]);
     }
+
     let sel = selector_for(primary, n.mac);
-    if n.mac.is_none() {
-        let twins = prof
-            .nics
-            .iter()
-            .filter(|x| x.driver == primary.driver && x.pci_id == primary.pci_id && x.bus_path == primary.bus_path)
-            .count();
-        if twins > 1 {
-            warnings.push(format!(
-                "{} NICs of this profile share driver {} and PCI ID {}: the selector for {} matches all of them; \
-                 set `mac:` on node {} to pick one",
-                twins, primary.driver, primary.pci_id, primary.name, n.name
-            ));
-        }
-    }
-    vec![LinkPlan {
-        name: primary.name.clone(),
-        selector: Some(sel),
+    let matched = if n.mac.is_some() { 1 } else { twins(primary) };
+    let (alias, name) = if matched == 1 {
+        (primary.name.clone(), primary.name.clone())
+    } else if q.link_alias_patterns() {
+        warnings.push(format!(
+            "{matched} NICs of profile {} match the selector of {} ({}); the address goes on the first one Talos \
+             enumerates ({}p0); set `mac:` on the node or `busPath:` in the profile to choose",
+            prof.name,
+            primary.name,
+            sel.cel(),
+            primary.name
+        ));
+        (format!("{}p%d", primary.name), format!("{}p0", primary.name))
+    } else {
+        return Err(cannot_tell(&format!(
+            "NIC {}: {matched} NICs of profile {} match its selector",
+            primary.name, prof.name
+        )));
+    };
+    Ok(vec![LinkPlan {
+        name,
+        aliases: vec![AliasPlan { name: alias, selector: sel }],
         bond: None,
-        dhcp: addresses.is_empty(),
         addresses,
         gateway: gw,
+        dhcp,
         mtu: primary.mtu,
-    }]
+    }])
 }
 
 /// Kernel arguments in order; `-name` removes an earlier `name` or `name=...`; the same key given twice with

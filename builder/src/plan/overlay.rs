@@ -86,15 +86,20 @@ pub fn resolve_overlay(
             Some(d) => {
                 values.insert(k.clone(), d.clone());
             }
-            None => errors.push(src.diag(
-                at.clone(),
-                format!(
-                    "overlay {:?} needs a value for {k:?}{}: write `{{name: {}, values: {{{k}: ...}}}}`",
-                    r.name,
-                    def.description.as_ref().map(|d| format!(" ({d})")).unwrap_or_default(),
-                    r.name
+            None => errors.push(
+                src.diag(
+                    at.clone(),
+                    format!(
+                        "overlay {:?} needs a value for {k:?}: write `{{name: {}, values: {{{k}: ...}}}}`{}",
+                        r.name,
+                        r.name,
+                        def.description
+                            .as_ref()
+                            .map(|d| format!(" ({k}: {})", d.trim_end_matches('.')))
+                            .unwrap_or_default(),
+                    ),
                 ),
-            )),
+            ),
         }
     }
     for (i, e) in spec.extensions.iter().enumerate() {
@@ -114,7 +119,9 @@ pub fn resolve_overlay(
     }
 
     let mut patches = Vec::new();
-    for (i, p) in spec.patches.iter().enumerate() {
+    // Without every value the patches cannot be filled in; the missing values are already reported.
+    let patch_specs = if values.len() == spec.values.len() { spec.patches.as_slice() } else { &[] };
+    for (i, p) in patch_specs.iter().enumerate() {
         if let Some(req) = &p.talos {
             if !req.matches(&quirks.version) {
                 continue;

@@ -3,7 +3,6 @@
 use std::fmt::Write as _;
 
 use crate::machine_config::generate::{InstallTarget, LinkPlan};
-use crate::quirks::NetworkStyle;
 
 use super::ClusterPlan;
 use super::profile::ResolvedProfile;
@@ -52,19 +51,19 @@ fn write_plan(o: &mut String, p: &ClusterPlan) -> std::fmt::Result {
     }
     writeln!(o)?;
     writeln!(o, "nodes ({}):", p.nodes.len())?;
-    let style = p.quirks.network_style();
     for n in &p.nodes {
         writeln!(o, "  {} ({}, profile {})", n.name, n.role.as_str(), n.profile_chain.join(" < "))?;
         writeln!(o, "    image:    {}", n.image)?;
         writeln!(o, "    hostname: {}", n.facts.hostname)?;
         let install = match &n.facts.install {
             Some(InstallTarget::Path(d)) => d.clone(),
-            Some(InstallTarget::Selector(s)) => s.cel(),
+            Some(InstallTarget::Selector(s)) if p.quirks.unattended_install_config() => s.cel(),
+            Some(InstallTarget::Selector(s)) => s.v1alpha1_text(),
             None => "(none)".to_owned(),
         };
         writeln!(o, "    install:  {install}")?;
         for l in &n.facts.links {
-            writeln!(o, "    link:     {}", describe_link(l, style))?;
+            writeln!(o, "    link:     {}", describe_link(l))?;
         }
         if !n.facts.nameservers.is_empty() {
             let ns: Vec<String> = n.facts.nameservers.iter().map(ToString::to_string).collect();
@@ -86,7 +85,7 @@ fn write_plan(o: &mut String, p: &ClusterPlan) -> std::fmt::Result {
     Ok(())
 }
 
-fn describe_link(l: &LinkPlan, style: NetworkStyle) -> String {
+fn describe_link(l: &LinkPlan) -> String {
     let addr = if l.dhcp {
         "DHCP".to_owned()
     } else {
@@ -96,28 +95,10 @@ fn describe_link(l: &LinkPlan, style: NetworkStyle) -> String {
             None => a.join(", "),
         }
     };
-    let how = match (&l.bond, &l.selector) {
-        (Some(b), _) => {
-            let m: Vec<&str> = b.members.iter().map(|(n, _)| n.as_str()).collect();
-            format!("bond {} of {}", b.mode, m.join("+"))
-        }
-        (None, Some(s)) => match style {
-            NetworkStyle::LinkAlias => format!("alias where {}", s.cel()),
-            NetworkStyle::DeviceSelector => {
-                let mut parts = Vec::new();
-                if let Some(m) = s.mac {
-                    parts.push(format!("hardwareAddr {m}"));
-                }
-                if let Some(d) = &s.driver {
-                    parts.push(format!("driver {d}"));
-                }
-                if let Some(p) = &s.pci_id {
-                    parts.push(format!("pciID {}", p.to_uppercase()));
-                }
-                format!("deviceSelector {}", parts.join(", "))
-            }
-        },
-        (None, None) => "(by name)".to_owned(),
+    let aliases: Vec<String> = l.aliases.iter().map(|a| format!("{} where {}", a.name, a.selector.cel())).collect();
+    let how = match &l.bond {
+        Some(b) => format!("bond {} of {}; {}", b.mode, b.links.join("+"), aliases.join("; ")),
+        None => aliases.join("; "),
     };
     format!("{} ({how}): {addr}", l.name)
 }

@@ -60,6 +60,8 @@ impl Catalog {
 
     /// Indexes the catalog folder `root`.
     pub fn open(root: &Path) -> Result<Catalog> {
+        let root = std::fs::canonicalize(root).map_err(|source| Error::Read { path: root.to_owned(), source })?;
+        let root = root.as_path();
         let mut cat = Catalog { root: root.to_owned(), ..Catalog::default() };
         let pdir = root.join(PROFILES_DIR);
         if pdir.is_dir() {

@@ -180,6 +180,7 @@ fn describe(u: &de::Unexpected<'_>) -> String {
         de::Unexpected::Unit => "null".to_owned(),
         de::Unexpected::Map => "a mapping".to_owned(),
         de::Unexpected::Seq => "a list".to_owned(),
+        de::Unexpected::Float(f) => format!("the number {f} (write it in quotes if you mean text)"),
         other => other.to_string(),
     }
 }

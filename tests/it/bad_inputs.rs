@@ -1,0 +1,205 @@
+//! The bad-input corpus (tests/bad-inputs/<case>/): every case fails with its exact message, naming the file,
+//! line, column and field, exits 2, never panics, and writes nothing.
+
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use talforge_builder::pki::{Contract, SecretsBundle, SeededSecretRng};
+
+use crate::support::{repo, scratch_copy, stderr, talforge};
+
+struct Case {
+    dir: &'static str,
+    /// `config gen` instead of `plan`.
+    config_gen: bool,
+    message: &'static str,
+}
+
+const fn plan(dir: &'static str, message: &'static str) -> Case {
+    Case { dir, config_gen: false, message }
+}
+
+const CASES: &[Case] = &[
+    plan("01-malformed-yaml", "talforge.yaml:8:5: invalid YAML: unclosed bracket '{'"),
+    plan(
+        "02-unknown-field",
+        "talforge.yaml:11:5: nodes[0].adress: unknown field \"adress\"; expected one of name, role, profile, address, \
+         hostname, mac, installDisk, kernelArgs, extensions, overlays, labels, patches",
+    ),
+    plan(
+        "03-unknown-profile",
+        "talforge.yaml:8:48: nodes[0].profile: unknown hardware profile \"dell-r650\"; known: dell-poweredge-r760, \
+         hpe-proliant-dl380-gen10, hpe-proliant-dl385-gen11, lenovo-thinksystem-sr650-v2, lenovo-thinksystem-sr665-v3, \
+         lenovo-thinksystem-sr665-v3-h100, qemu-nvme-secureboot-tpm, qemu-virtio-uefi, supermicro-sys-120u-tnr",
+    ),
+    plan(
+        "04-unknown-overlay",
+        "talforge.yaml:7:20: overlays[1]: unknown overlay \"calico\"; known: airgap, cilium, kubevirt, lab-fast, \
+         nvidia-gpu, rook-ceph",
+    ),
+    plan(
+        "05-cyclic-extends",
+        "hardware-profiles/lab-b.yaml:4:10: extends: profile \"lab-a\" extends itself: lab-a → lab-b → lab-a",
+    ),
+    plan("06-duplicate-node-names", "talforge.yaml:9:13: nodes[1].name: duplicate node name \"cp-1\" (also nodes[0])"),
+    plan("07-duplicate-addresses", "talforge.yaml:9:68: nodes[1].address: duplicate address 10.5.0.11 (also nodes[0])"),
+    plan(
+        "08-address-outside-endpoint-network",
+        "talforge.yaml:8:75: nodes[0].address: 10.6.0.11/24 is outside the endpoint's network: 10.5.0.11 is not in \
+         10.6.0.0/24 (a control plane serves the endpoint on its own link)",
+    ),
+    plan(
+        "09-patch-targets-missing-path",
+        "patches/drop-max-pods.yaml:6:5: patch delete: path 'config.maxPods' in document 'v1alpha1/KubeletConfig': \
+         failed to delete path 'config.maxPods': lookup failed",
+    ),
+    plan(
+        "10-json-patch-on-multidoc",
+        "talforge.yaml:8:5: JSON6902 patches are not supported for multi-document machine configuration",
+    ),
+    Case {
+        dir: "11-secrets-wrong-key-type",
+        config_gen: true,
+        message: "secrets.yaml:23:14: certs.os.key: expected an Ed25519 private key (PEM \"ED25519 PRIVATE KEY\"); \
+                  found an ECDSA P-256 key",
+    },
+    plan(
+        "12-unsupported-talos-version",
+        "talforge.yaml:4:19: talos.version: unsupported: Talos v1.11.5: talforge generates for Talos v1.12 to v1.14",
+    ),
+    plan(
+        "13-wrong-api-version",
+        "talforge.yaml:1:13: apiVersion: expected one of talforge.dev/v1alpha1; found \"talforge.dev/v1\"",
+    ),
+    plan("14-wrong-kind", "talforge.yaml:2:7: kind: expected one of Cluster; found \"HardwareProfile\""),
+    plan(
+        "15-http-endpoint",
+        "talforge.yaml:6:11: endpoint: expected an endpoint like https://10.5.0.10:6443; found \"http://10.5.0.11:6443\"",
+    ),
+    plan(
+        "16-bad-address",
+        "talforge.yaml:8:75: nodes[0].address: expected an address with prefix length like 10.5.0.11/24; found \
+         \"10.5.0.300/24\"",
+    ),
+    plan("17-bad-role", "talforge.yaml:8:25: nodes[0].role: expected one of controlplane, worker; found \"master\""),
+    plan("18-no-control-plane", "talforge.yaml:8:3: nodes: a cluster needs at least one node with role controlplane"),
+    plan("19-no-nodes", "talforge.yaml:7:8: nodes: a cluster needs at least one node"),
+    plan(
+        "20-bad-node-name",
+        "talforge.yaml:8:13: nodes[0].name: expected a DNS label (lowercase letters, digits, '-'); found \"CP_1\"",
+    ),
+    plan(
+        "21-profile-bad-disk-role",
+        "hardware-profiles/lab-r650.yaml:12:11: disks[1].role: expected one of install, osd, data; found \"osdd\"",
+    ),
+    plan(
+        "22-profile-name-mismatch",
+        "hardware-profiles/lab-x.yaml:3:7: name: expected the file stem \"lab-x\"; found \"lab-y\"",
+    ),
+    plan(
+        "23-builtin-kernel-module",
+        "hardware-profiles/lab-ceph.yaml:10:11: kernelModules[1].name: \"rbd\" is built into the Talos kernel and \
+         cannot be loaded as a module; remove it",
+    ),
+    plan(
+        "24-emulated-gpu",
+        "hardware-profiles/lab-gpu.yaml:9:81: gpus[0].emulated: GPUs cannot be emulated by the lab; set emulated: \
+         false (they are checked on real hardware only)",
+    ),
+    plan(
+        "25-overlay-missing-value",
+        "talforge.yaml:7:12: overlays[0]: overlay \"airgap\" needs a value for \"mirror\": write `{name: airgap, \
+         values: {mirror: ...}}` (mirror: URL of the internal registry that mirrors docker.io, ghcr.io, \
+         registry.k8s.io, quay.io and gcr.io (e.g. https://registry.lab.internal:5000))",
+    ),
+    plan(
+        "26-patch-unknown-field",
+        "talforge.yaml:10:9: v1alpha1: machine.install.disks: unknown keys found during decoding",
+    ),
+    plan(
+        "27-patch-file-missing",
+        "talforge.yaml:8:5: patches[0]: cannot read patch file patches/missing.yaml: No such file or directory (os \
+         error 2)",
+    ),
+    plan(
+        "28-conflicting-kernel-args",
+        "talforge.yaml:11:17: nodes[0].kernelArgs: conflicting kernel arguments \"mitigations=off\" and \
+         \"mitigations=auto\"",
+    ),
+    plan(
+        "29-gateway-outside-network",
+        "talforge.yaml:9:75: nodes[0].address: the gateway 10.9.0.1 is outside 10.5.0.11/24's network (10.5.0.0/24)",
+    ),
+    plan(
+        "30-patch-unknown-kind-for-version",
+        "talforge.yaml:8:29: \"KubeletConfig\" \"v1alpha1\": not registered (a Talos v1.14 document; this config is \
+         for the v1.13 contract)",
+    ),
+    plan(
+        "31-version-as-number",
+        "talforge.yaml:5:24: kubernetes.version: expected a version like v1.14.0; found the number 1.3 (write it in \
+         quotes if you mean text)",
+    ),
+    plan("32-empty-file", "talforge.yaml:1:1: the file is empty"),
+];
+
+/// A real bundle whose OS CA key was swapped for the etcd CA's ECDSA key.
+fn write_wrong_key_type_secrets(dir: &Path) {
+    let mut rng = SeededSecretRng::new([11; 32]);
+    let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let mut b = SecretsBundle::generate(&mut rng, now, Contract::new(1, 6)).expect("generate");
+    b.certs.os.key = b.certs.etcd.key.clone();
+    std::fs::write(dir.join("secrets.yaml"), b.to_yaml()).expect("write secrets");
+}
+
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path().strip_prefix(dir).expect("prefix").display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn every_bad_input_fails_with_its_message_and_exit_2() {
+    let corpus = repo().join("tests/bad-inputs");
+    let dirs = std::fs::read_dir(&corpus).expect("corpus").flatten().filter(|e| e.path().is_dir()).count();
+    assert_eq!(dirs, CASES.len(), "every folder under tests/bad-inputs needs a row in CASES");
+    assert!(CASES.len() >= 25);
+    let mut failures = Vec::new();
+    for case in CASES {
+        let tmp = scratch_copy(&corpus.join(case.dir));
+        let cwd = tmp.path();
+        if !cwd.join("hardware-profiles").exists() {
+            // Cases that use the shipped catalog get a copy, so paths in messages are relative.
+            for sub in ["hardware-profiles", "overlays"] {
+                let t = scratch_copy(&repo().join(sub));
+                std::fs::rename(t.keep(), cwd.join(sub)).expect("move catalog");
+            }
+        }
+        if case.dir == "11-secrets-wrong-key-type" {
+            write_wrong_key_type_secrets(cwd);
+        }
+        let before = files_under(cwd);
+        let out = if case.config_gen {
+            talforge(cwd, &["config", "gen", "-f", "talforge.yaml", "--out", "out"])
+        } else {
+            talforge(cwd, &["plan", "-f", "talforge.yaml"])
+        };
+        let err = stderr(&out);
+        let want = format!("error: {}\n", case.message);
+        if out.status.code() != Some(2) || err != want || err.contains("panicked") {
+            failures.push(format!("{}: exit {:?}\n  want: {want}  got:  {err}", case.dir, out.status.code()));
+        }
+        assert_eq!(files_under(cwd), before, "{}: a failed run must write nothing", case.dir);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
