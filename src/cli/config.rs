@@ -141,7 +141,10 @@ pub fn run(c: ConfigCommand, catalog: Option<&Path>) -> anyhow::Result<ExitCode>
 fn cluster_mode(a: &GenArgs, catalog: Option<&Path>, overwrite: Overwrite) -> anyhow::Result<ExitCode> {
     let file = super::cluster_file(&a.file);
     let cat = super::catalog_for(catalog, &file)?;
-    let ov = super::plan::overrides(&a.talos_version, &a.kubernetes_version, &[])?;
+    let mut ov = super::plan::overrides(&a.talos_version, &a.kubernetes_version, &[])?;
+    ov.patches.clone_from(&a.config_patch);
+    ov.control_plane_patches.clone_from(&a.config_patch_control_plane);
+    ov.worker_patches.clone_from(&a.config_patch_worker);
     let plan = plan_cluster(&file, &cat, &ov)?;
     let out = a.output.clone().unwrap_or_else(|| PathBuf::from("out").join(&plan.cluster));
     let (bundle, created) = talforge_builder::secrets::load_or_create(&plan.secrets, &plan.quirks)?;

@@ -36,7 +36,7 @@ pub enum Command {
     Secrets(secrets::SecretsCommand),
     /// Talos machine configs.
     #[command(subcommand)]
-    Config(config::ConfigCommand),
+    Config(Box<config::ConfigCommand>),
     /// Hardware profiles and overlays.
     #[command(subcommand)]
     Profile(profile::ProfileCommand),
@@ -57,7 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plan(a) => plan::run(&a, cli.catalog.as_deref()),
         Command::Secrets(c) => secrets::run(c),
-        Command::Config(c) => config::run(c, cli.catalog.as_deref()),
+        Command::Config(c) => config::run(*c, cli.catalog.as_deref()),
         Command::Profile(c) => profile::run(c, cli.catalog.as_deref()),
     }
 }

@@ -33,6 +33,7 @@ pub fn overrides(talos: &Option<String>, k8s: &Option<String>, nodes: &[String])
         talos_version: parse(talos, "--talos-version")?,
         kubernetes_version: parse(k8s, "--kubernetes-version")?,
         nodes: nodes.to_vec(),
+        ..PlanOverrides::default()
     })
 }
 

@@ -34,6 +34,7 @@ pub fn talforge(cwd: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(cwd)
         .env("NO_COLOR", "1")
+        .env("COLUMNS", "100")
         .env_remove("TALFORGE_LOG")
         .output()
         .expect("run talforge")

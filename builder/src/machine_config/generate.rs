@@ -332,21 +332,21 @@ pub fn generate(input: &GenInput<'_>, role: Role, node: Option<&NodeFacts>) -> V
         features = features.put("hostDNS", M::new().put("enabled", true).put("forwardKubeDNSToHost", true));
     }
     machine = machine.put("features", features);
-    if !q.kernel_module_config_document() {
-        if let Some(n) = node.filter(|n| !n.kernel_modules.is_empty()) {
-            machine = machine.put(
-                "kernel",
-                M::new().put(
-                    "modules",
-                    list(n.kernel_modules.iter().map(|(name, params)| {
-                        M::new()
-                            .put("name", name.as_str())
-                            .put_if(!params.is_empty(), "parameters", || strs(params))
-                            .build()
-                    })),
-                ),
-            );
-        }
+    if !q.kernel_module_config_document()
+        && let Some(n) = node.filter(|n| !n.kernel_modules.is_empty())
+    {
+        machine = machine.put(
+            "kernel",
+            M::new().put(
+                "modules",
+                list(n.kernel_modules.iter().map(|(name, params)| {
+                    M::new()
+                        .put("name", name.as_str())
+                        .put_if(!params.is_empty(), "parameters", || strs(params))
+                        .build()
+                })),
+            ),
+        );
     }
     if !q.multidoc_kubernetes() {
         let mut labels = BTreeMap::new();
@@ -520,16 +520,16 @@ pub fn generate(input: &GenInput<'_>, role: Role, node: Option<&NodeFacts>) -> V
         }
         docs.extend(link_documents(&n.links));
     }
-    if q.kernel_module_config_document() {
-        if let Some(n) = node {
-            for (name, params) in &n.kernel_modules {
-                docs.push(
-                    M::doc("KernelModuleConfig")
-                        .put("name", name.as_str())
-                        .put_if(!params.is_empty(), "parameters", || strs(params))
-                        .build(),
-                );
-            }
+    if q.kernel_module_config_document()
+        && let Some(n) = node
+    {
+        for (name, params) in &n.kernel_modules {
+            docs.push(
+                M::doc("KernelModuleConfig")
+                    .put("name", name.as_str())
+                    .put_if(!params.is_empty(), "parameters", || strs(params))
+                    .build(),
+            );
         }
     }
 

@@ -206,7 +206,7 @@ fn strategic_items(docs: Vec<Node>, source: &SourceText<'_>, origin: &PatchOrigi
         // The loading binary knows every contract's fields; the target contract is checked at apply time.
         let mut first_err = None;
         for contract in Contract::ALL {
-            match Decoder::new(contract, Some(&source)).document(&doc) {
+            match Decoder::new(contract, Some(source)).document(&doc) {
                 Ok(_) => {
                     first_err = None;
                     break;

@@ -35,6 +35,7 @@ pub struct ClusterInputs<'a> {
     endpoint: Endpoint,
     kubernetes: Version,
     role_patches: Vec<(Role, Vec<Patch>)>,
+    cli_patches: Vec<(Role, Vec<Patch>)>,
 }
 
 impl<'a> ClusterInputs<'a> {
@@ -42,12 +43,14 @@ impl<'a> ClusterInputs<'a> {
     pub fn new(plan: &'a ClusterPlan, secrets: &'a SecretsBundle) -> Result<Self> {
         let endpoint = plan.endpoint.parse().map_err(Error::Internal)?;
         let kubernetes = plan.kubernetes_version.parse().map_err(Error::Internal)?;
-        let mut role_patches = Vec::new();
-        for (role, list) in &plan.role_patches {
-            let loaded = list.iter().map(load_planned_patch).collect::<Result<Vec<_>>>()?;
-            role_patches.push((*role, loaded));
-        }
-        Ok(ClusterInputs { plan, secrets, endpoint, kubernetes, role_patches })
+        let load = |m: &std::collections::BTreeMap<Role, Vec<PatchInput>>| -> Result<Vec<(Role, Vec<Patch>)>> {
+            m.iter()
+                .map(|(role, list)| Ok((*role, list.iter().map(load_planned_patch).collect::<Result<Vec<_>>>()?)))
+                .collect()
+        };
+        let role_patches = load(&plan.role_patches)?;
+        let cli_patches = load(&plan.cli_patches)?;
+        Ok(ClusterInputs { plan, secrets, endpoint, kubernetes, role_patches, cli_patches })
     }
 
     fn input(&self) -> GenInput<'_> {
@@ -61,23 +64,26 @@ impl<'a> ClusterInputs<'a> {
         }
     }
 
-    fn patches(&self, role: Role) -> &[Patch] {
-        self.role_patches.iter().find(|(r, _)| *r == role).map_or(&[], |(_, p)| p.as_slice())
+    fn patches(list: &[(Role, Vec<Patch>)], role: Role) -> &[Patch] {
+        list.iter().find(|(r, _)| *r == role).map_or(&[], |(_, p)| p.as_slice())
     }
 
     /// A role's config (`controlplane.yaml`, `worker.yaml`): no node facts, the role's patches.
     pub fn role_config(&self, role: Role) -> Result<Vec<Node>> {
         let docs = generate(&self.input(), role, None);
-        Ok(apply_patches(docs, self.patches(role), self.plan.contract)?)
+        let mut patches = Self::patches(&self.role_patches, role).to_vec();
+        patches.extend_from_slice(Self::patches(&self.cli_patches, role));
+        Ok(apply_patches(docs, &patches, self.plan.contract)?)
     }
 
     /// One node's config: its facts, the role's patches, then its own.
     pub fn node_config(&self, node: &NodePlan) -> Result<Vec<Node>> {
         let docs = generate(&self.input(), node.role, Some(&node.facts));
-        let mut patches = self.patches(node.role).to_vec();
+        let mut patches = Self::patches(&self.role_patches, node.role).to_vec();
         for p in &node.node_patches {
             patches.push(load_planned_patch(p)?);
         }
+        patches.extend_from_slice(Self::patches(&self.cli_patches, node.role));
         Ok(apply_patches(docs, &patches, self.plan.contract)?)
     }
 }
@@ -138,10 +144,10 @@ pub fn write_cluster_configs(
             .push((dir.join("nodes").join(format!("{}.yaml", n.name)), emit::to_string_multi(&inputs.node_config(n)?)));
     }
     files.push((dir.join("talosconfig"), talosconfig(plan, secrets)?));
-    if overwrite == Overwrite::Refuse {
-        if let Some((p, _)) = files.iter().find(|(p, _)| p.exists()) {
-            return Err(Error::Exists { path: p.clone() });
-        }
+    if overwrite == Overwrite::Refuse
+        && let Some((p, _)) = files.iter().find(|(p, _)| p.exists())
+    {
+        return Err(Error::Exists { path: p.clone() });
     }
     for (p, text) in &files {
         write_atomic(p, text.as_bytes(), SECRET_MODE, overwrite)?;
@@ -210,23 +216,6 @@ impl DirectFiles {
     }
 }
 
-/// A talosctl `--config-patch` value: `@file`, a bare file name (no spaces or newlines, not JSON), or the
-/// patch itself.
-fn load_cli_patch(value: &str, flag: &str, index: usize) -> Result<Patch> {
-    let as_file = value.strip_prefix('@').map(str::to_owned).or_else(|| {
-        let inline = value.contains('\n') || value.contains(' ') || value.starts_with('[') || value.starts_with('{');
-        (!inline).then(|| value.to_owned())
-    });
-    match as_file {
-        Some(f) => {
-            let path = PathBuf::from(&f);
-            let text = std::fs::read_to_string(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
-            Ok(load_patch(&text, PatchOrigin::File(path))?)
-        }
-        None => Ok(load_patch(value, PatchOrigin::Label(format!("{flag} #{}", index + 1)))?),
-    }
-}
-
 /// `talosctl gen config CLUSTER ENDPOINT ...`.
 pub fn generate_direct(req: &DirectRequest) -> Result<DirectFiles> {
     let talos: Version = req
@@ -242,7 +231,7 @@ pub fn generate_direct(req: &DirectRequest) -> Result<DirectFiles> {
 
     // Patches load before anything is generated (talosctl does the same), so their errors come first.
     let load_all = |list: &[String], flag: &str| -> Result<Vec<Patch>> {
-        list.iter().enumerate().map(|(i, v)| load_cli_patch(v, flag, i)).collect()
+        crate::plan::cli_patch_inputs(list, flag)?.iter().map(load_planned_patch).collect()
     };
     let common = load_all(&req.patches, "--config-patch")?;
     let cp_only = load_all(&req.patches_control_plane, "--config-patch-control-plane")?;

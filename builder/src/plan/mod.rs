@@ -36,6 +36,11 @@ pub struct PlanOverrides {
     pub kubernetes_version: Option<Version>,
     /// Only plan these nodes (all when empty).
     pub nodes: Vec<String>,
+    /// `--config-patch` values (talosctl's forms: `@file`, a file name, or the patch itself), applied after
+    /// every other patch, then the control-plane and worker ones.
+    pub patches: Vec<String>,
+    pub control_plane_patches: Vec<String>,
+    pub worker_patches: Vec<String>,
 }
 
 /// A machine-config patch in the order it applies, with where it came from.
@@ -79,6 +84,9 @@ pub struct ClusterPlan {
     /// Patches applied to every node's config, then control planes', then workers' (overlays first).
     #[serde(skip)]
     pub role_patches: BTreeMap<Role, Vec<PatchInput>>,
+    /// Command-line patches per role: applied last, after node patches.
+    #[serde(skip)]
+    pub cli_patches: BTreeMap<Role, Vec<PatchInput>>,
     pub warnings: Vec<String>,
 }
 
@@ -227,19 +235,19 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
                     ));
                 }
             }
-            if let Some(gw) = spec.network.gateway {
-                if !a.contains(gw) {
-                    errors.push(src.diag(
-                        p.key("address"),
-                        format!("the gateway {gw} is outside {a}'s network ({}/{})", a.network(), a.prefix),
-                    ));
-                }
+            if let Some(gw) = spec.network.gateway
+                && !a.contains(gw)
+            {
+                errors.push(src.diag(
+                    p.key("address"),
+                    format!("the gateway {gw} is outside {a}'s network ({}/{})", a.network(), a.prefix),
+                ));
             }
         }
-        if let Some(m) = n.mac {
-            if let Some(first) = macs.insert(m, i) {
-                errors.push(src.diag(p.key("mac"), format!("duplicate MAC address {m} (also nodes[{first}])")));
-            }
+        if let Some(m) = n.mac
+            && let Some(first) = macs.insert(m, i)
+        {
+            errors.push(src.diag(p.key("mac"), format!("duplicate MAC address {m} (also nodes[{first}])")));
         }
         for (k, a) in n.kernel_args.iter().enumerate() {
             if let Err(m) = profile::check_kernel_arg(a) {
@@ -251,11 +259,10 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
                 errors.push(src.diag(p.key("extensions").index(k), m));
             }
         }
-        if let Some(d) = &n.install_disk {
-            if !d.starts_with("/dev/") {
-                errors
-                    .push(src.diag(p.key("installDisk"), format!("expected a device path like /dev/sda; found {d:?}")));
-            }
+        if let Some(d) = &n.install_disk
+            && !d.starts_with("/dev/")
+        {
+            errors.push(src.diag(p.key("installDisk"), format!("expected a device path like /dev/sda; found {d:?}")));
         }
     }
     for (k, m) in spec.network.registry_mirrors.iter() {
@@ -321,6 +328,20 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
         };
         list.extend(patch_inputs(src, &base_dir, extra, &root.key(key))?);
         role_patches.insert(role, list);
+    }
+    let mut cli_patches: BTreeMap<Role, Vec<PatchInput>> = BTreeMap::new();
+    for role in [Role::Controlplane, Role::Worker] {
+        let extra = match role {
+            Role::Controlplane => &ov.control_plane_patches,
+            Role::Worker => &ov.worker_patches,
+        };
+        let flag = match role {
+            Role::Controlplane => "--config-patch-control-plane",
+            Role::Worker => "--config-patch-worker",
+        };
+        let mut list = cli_patch_inputs(&ov.patches, "--config-patch")?;
+        list.extend(cli_patch_inputs(extra, flag)?);
+        cli_patches.insert(role, list);
     }
 
     let mut images: Vec<ImagePlan> = Vec::new();
@@ -444,8 +465,12 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
             node_patches.extend(o.patches_for(n.role));
         }
         node_patches.extend(patch_inputs(src, &base_dir, &n.patches, &p.key("patches"))?);
-        let mut patch_names: Vec<String> = role_patches[&n.role].iter().map(|x| x.origin.clone()).collect();
-        patch_names.extend(node_patches.iter().map(|x| x.origin.clone()));
+        let patch_names: Vec<String> = role_patches[&n.role]
+            .iter()
+            .chain(&node_patches)
+            .chain(&cli_patches[&n.role])
+            .map(|x| x.origin.clone())
+            .collect();
 
         nodes.push(NodePlan {
             name: n.name.clone(),
@@ -484,6 +509,7 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
         quirks,
         gen_options,
         role_patches,
+        cli_patches,
         warnings: Vec::new(),
     })
 }
@@ -570,14 +596,27 @@ fn install_selector(prof: &ResolvedProfile, q: &Quirks) -> std::result::Result<O
         min_size: None,
         max_size: None,
     };
+    // Up to 1.13 the selector is v1alpha1's: no transport, only a type (nvme, ssd = not rotational, hdd).
+    let v1alpha1 = !q.unattended_install_config();
     let rivals: Vec<&crate::spec::profile::DiskSpec> = prof
         .disks
         .iter()
-        .filter(|o| o.name != d.name && o.bus == d.bus)
+        .filter(|o| o.name != d.name)
         .filter(|o| may_match(&sel.model, &o.model) && may_match(&sel.serial, &o.serial))
-        .filter(|o| match (sel.rotational, o.rotational) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
+        .filter(|o| {
+            let o_rotational = if o.bus == DiskBus::Nvme { Some(false) } else { o.rotational };
+            if !v1alpha1 {
+                return o.bus == d.bus
+                    && match (sel.rotational, o.rotational) {
+                        (Some(a), Some(b)) => a == b,
+                        _ => true,
+                    };
+            }
+            match (d.bus, sel.rotational) {
+                (DiskBus::Nvme, _) => o.bus == DiskBus::Nvme,
+                (_, Some(r)) => o_rotational.is_none_or(|x| x == r),
+                (_, None) => true,
+            }
         })
         .collect();
     if rivals.is_empty() {
@@ -748,10 +787,10 @@ pub fn normalize_kernel_args(args: &[String]) -> std::result::Result<Vec<String>
             continue;
         }
         let key = a.split('=').next().unwrap_or(a);
-        if key != "console" {
-            if let Some(prev) = out.iter().find(|x| x.split('=').next() == Some(key) && *x != a) {
-                return Err(format!("conflicting kernel arguments {prev:?} and {a:?}"));
-            }
+        if key != "console"
+            && let Some(prev) = out.iter().find(|x| x.split('=').next() == Some(key) && *x != a)
+        {
+            return Err(format!("conflicting kernel arguments {prev:?} and {a:?}"));
         }
         if !out.contains(a) {
             out.push(a.clone());
@@ -781,6 +820,29 @@ pub fn apply_user_args(mut cmdline: Vec<String>, user: &[String]) -> Vec<String>
         }
     }
     cmdline
+}
+
+/// Command-line patches in talosctl's forms: `@file`, a bare file name (no spaces, newlines, `[` or `{`), or the
+/// patch text itself (shown as `--config-patch #N`).
+pub fn cli_patch_inputs(values: &[String], flag: &str) -> Result<Vec<PatchInput>> {
+    let mut out = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        let inline = v.contains('\n') || v.contains(' ') || v.starts_with('[') || v.starts_with('{');
+        let file = v.strip_prefix('@').map(str::to_owned).or_else(|| (!inline).then(|| v.clone()));
+        out.push(match file {
+            Some(f) => {
+                let path = PathBuf::from(&f);
+                let text =
+                    std::fs::read_to_string(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
+                PatchInput { origin: f, file: path, content: PatchContent::Text(text) }
+            }
+            None => {
+                let label = format!("{flag} #{}", i + 1);
+                PatchInput { origin: label.clone(), file: PathBuf::from(label), content: PatchContent::Text(v.clone()) }
+            }
+        });
+    }
+    Ok(out)
 }
 
 fn patch_inputs(src: &Source, base_dir: &Path, refs: &[PatchRef], at: &FieldPath) -> Result<Vec<PatchInput>> {

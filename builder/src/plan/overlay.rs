@@ -55,13 +55,13 @@ pub fn resolve_overlay(
     let root = FieldPath::root();
     let mut errors: Vec<Diagnostic> = Vec::new();
 
-    if let Some(req) = &spec.talos {
-        if !req.matches(&quirks.version) {
-            errors.push(src.diag(
-                at.clone(),
-                format!("overlay {:?} supports Talos {req}; the cluster uses {}", r.name, quirks.version),
-            ));
-        }
+    if let Some(req) = &spec.talos
+        && !req.matches(&quirks.version)
+    {
+        errors.push(src.diag(
+            at.clone(),
+            format!("overlay {:?} supports Talos {req}; the cluster uses {}", r.name, quirks.version),
+        ));
     }
     let mut values = BTreeMap::new();
     for (k, v) in &r.values {
@@ -86,10 +86,9 @@ pub fn resolve_overlay(
             Some(d) => {
                 values.insert(k.clone(), d.clone());
             }
-            None => errors.push(
-                src.diag(
-                    at.clone(),
-                    format!(
+            None => errors.push(src.diag(
+                at.clone(),
+                format!(
                         "overlay {:?} needs a value for {k:?}: write `{{name: {}, values: {{{k}: ...}}}}`{}",
                         r.name,
                         r.name,
@@ -98,8 +97,7 @@ pub fn resolve_overlay(
                             .map(|d| format!(" ({k}: {})", d.trim_end_matches('.')))
                             .unwrap_or_default(),
                     ),
-                ),
-            ),
+            )),
         }
     }
     for (i, e) in spec.extensions.iter().enumerate() {
@@ -122,10 +120,10 @@ pub fn resolve_overlay(
     // Without every value the patches cannot be filled in; the missing values are already reported.
     let patch_specs = if values.len() == spec.values.len() { spec.patches.as_slice() } else { &[] };
     for (i, p) in patch_specs.iter().enumerate() {
-        if let Some(req) = &p.talos {
-            if !req.matches(&quirks.version) {
-                continue;
-            }
+        if let Some(req) = &p.talos
+            && !req.matches(&quirks.version)
+        {
+            continue;
         }
         let path = loaded.dir.join(&p.file);
         let text = match std::fs::read_to_string(&path) {

@@ -257,13 +257,13 @@ fn merge_chain(chain: &[LoadedProfile]) -> Result<ResolvedProfile> {
         if n.driver.is_empty() || n.driver.contains(char::is_whitespace) {
             errors.push(src(*no).diag(p.key("driver"), format!("expected a Linux driver name; found {:?}", n.driver)));
         }
-        if let Some(b) = &n.bond {
-            if !bond_names.contains(b.as_str()) {
-                errors.push(src(*no).diag(
-                    p.key("bond"),
-                    format!("unknown bond {b:?}; bonds defined: {}", join_or_none(bond_names.iter().copied())),
-                ));
-            }
+        if let Some(b) = &n.bond
+            && !bond_names.contains(b.as_str())
+        {
+            errors.push(src(*no).diag(
+                p.key("bond"),
+                format!("unknown bond {b:?}; bonds defined: {}", join_or_none(bond_names.iter().copied())),
+            ));
         }
     }
     let primaries: Vec<usize> = nic_list.iter().enumerate().filter(|(_, n)| n.primary).map(|(i, _)| i).collect();

@@ -66,20 +66,20 @@ impl Catalog {
         let pdir = root.join(PROFILES_DIR);
         if pdir.is_dir() {
             for entry in read_dir_sorted(&pdir)? {
-                if entry.extension().is_some_and(|e| e == "yaml") {
-                    if let Some(stem) = entry.file_stem().and_then(|s| s.to_str()) {
-                        cat.profiles.insert(stem.to_owned(), entry.clone());
-                    }
+                if entry.extension().is_some_and(|e| e == "yaml")
+                    && let Some(stem) = entry.file_stem().and_then(|s| s.to_str())
+                {
+                    cat.profiles.insert(stem.to_owned(), entry.clone());
                 }
             }
         }
         let odir = root.join(OVERLAYS_DIR);
         if odir.is_dir() {
             for entry in read_dir_sorted(&odir)? {
-                if entry.join(OVERLAY_FILE).is_file() {
-                    if let Some(name) = entry.file_name().and_then(|s| s.to_str()) {
-                        cat.overlays.insert(name.to_owned(), entry.clone());
-                    }
+                if entry.join(OVERLAY_FILE).is_file()
+                    && let Some(name) = entry.file_name().and_then(|s| s.to_str())
+                {
+                    cat.overlays.insert(name.to_owned(), entry.clone());
                 }
             }
         }

@@ -109,12 +109,12 @@ impl fmt::Display for ByteSize {
         // Decimal first: a binary multiple is never a whole number of decimal megabytes, but a decimal
         // size (480GB) can be a whole number of KiB.
         for (unit, m) in [("TB", 1000_u64.pow(4)), ("GB", 1000_u64.pow(3)), ("MB", 1000_u64.pow(2))] {
-            if b >= m && b % m == 0 {
+            if b >= m && b.is_multiple_of(m) {
                 return write!(f, "{}{unit}", b / m);
             }
         }
         for (unit, m) in [("TiB", Self::TIB), ("GiB", Self::GIB), ("MiB", Self::MIB), ("KiB", Self::KIB)] {
-            if b >= m && b % m == 0 {
+            if b >= m && b.is_multiple_of(m) {
                 return write!(f, "{}{unit}", b / m);
             }
         }

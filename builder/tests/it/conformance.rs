@@ -147,7 +147,7 @@ fn every_profile_overlay_set_and_contract_validates_against_talos_schema() {
     }
     eprintln!("validated {checked} documents");
     assert!(
-        failures.len() < 1,
+        failures.is_empty(),
         "{} documents do not validate:\n{}",
         failures.len(),
         failures.iter().take(20).cloned().collect::<Vec<_>>().join("\n")

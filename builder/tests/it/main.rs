@@ -1,5 +1,8 @@
 //! Integration tests of the builder library (one test binary, as STYLE.md asks).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
+
 mod conformance;
 mod fidelity;
+mod snapshots_profiles;
 mod support;

@@ -22,8 +22,7 @@ use super::bundle::{check_token, generate_token};
 use super::keys::{PrivateKey, pem_decode, pem_encode};
 use super::*;
 
-/// talosctl-made bundle (test keys) kept outside this crate.
-
+/// Keys and a certificate of other types (made with openssl, test-only) to check what loading accepts.
 const RSA_CA_CRT: &str = include_str!("../testdata/rsa1024-ca.crt");
 const RSA_CA_KEY_PKCS1: &str = include_str!("../testdata/rsa1024-ca-pkcs1.key");
 const RSA_CA_KEY_PKCS8: &str = include_str!("../testdata/rsa1024-ca-pkcs8.key");
