@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
 
 mod bad_inputs;
+mod cli;
 mod help;
 mod support;
