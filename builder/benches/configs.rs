@@ -19,7 +19,8 @@ const NODES: usize = 10_000;
 const TARGET: Duration = Duration::from_secs(2);
 
 fn cluster_file(nodes: usize) -> String {
-    let profiles = ["qemu-virtio-uefi", "qemu-nvme-secureboot-tpm", "dell-poweredge-r760", "lenovo-thinksystem-sr665-v3"];
+    let profiles =
+        ["qemu-virtio-uefi", "qemu-nvme-secureboot-tpm", "dell-poweredge-r760", "lenovo-thinksystem-sr665-v3"];
     let mut s = String::from(
         "apiVersion: talforge.dev/v1alpha1\nkind: Cluster\nname: bench\ntalos: {version: v1.14.0}\n\
          kubernetes: {version: 1.34.1}\nendpoint: https://10.0.0.1:6443\noverlays: [cilium, rook-ceph, kubevirt]\n\
@@ -79,7 +80,11 @@ fn main() {
     println!("configs for {NODES} nodes ({} MiB of YAML), best of 3:", bytes / (1 << 20));
     println!("  plan (parse, resolve profiles and overlays): {:>8.3} s", best.0.as_secs_f64());
     println!("  render (generate, patch, print):             {:>8.3} s", best.1.as_secs_f64());
-    println!("  plan + render:                               {:>8.3} s  (target {} s)", total.as_secs_f64(), TARGET.as_secs());
+    println!(
+        "  plan + render:                               {:>8.3} s  (target {} s)",
+        total.as_secs_f64(),
+        TARGET.as_secs()
+    );
     println!("  write {NODES} files atomically (fsync each):  {:>8.3} s", best.2.as_secs_f64());
     if total > TARGET {
         eprintln!("bench: plan + render took {:.3} s, over the {} s target", total.as_secs_f64(), TARGET.as_secs());

@@ -71,8 +71,9 @@ fn cluster_mode_writes_every_config_0600_and_never_half_overwrites() {
     assert!(cp.contains("kind: KubeProxyConfig\nenabled: false\n"));
     assert!(cp.contains("- rook-ceph"), "rook-ceph's PodSecurity exemption");
 
-    let tc = talforge_builder::pki::TalosConfig::from_yaml(&std::fs::read_to_string(configs.join("talosconfig")).unwrap())
-        .unwrap();
+    let tc =
+        talforge_builder::pki::TalosConfig::from_yaml(&std::fs::read_to_string(configs.join("talosconfig")).unwrap())
+            .unwrap();
     assert_eq!(tc.context, "sample");
     assert_eq!(tc.contexts["sample"].endpoints, vec!["10.5.0.11".to_owned()]);
 
@@ -94,7 +95,14 @@ fn cluster_mode_applies_command_line_patches_last() {
     let ws = sample_workspace();
     let out = talforge(
         ws.path(),
-        &["config", "gen", "--out", "out", "--config-patch-worker", "{apiVersion: v1alpha1, kind: KubeletConfig, clusterDNS: [10.96.0.10]}"],
+        &[
+            "config",
+            "gen",
+            "--out",
+            "out",
+            "--config-patch-worker",
+            "{apiVersion: v1alpha1, kind: KubeletConfig, clusterDNS: [10.96.0.10]}",
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let w2 = std::fs::read_to_string(ws.path().join("out/configs/nodes/w-2.yaml")).unwrap();
@@ -133,17 +141,41 @@ fn direct_mode_matches_talosctl_golden_output() {
     let out = talforge(
         tmp.path(),
         &[
-            "config", "gen", "base", "https://base:6443",
-            "--with-secrets", secrets.to_str().unwrap(),
-            "--kubernetes-version", "1.28.0", "--talos-version", "v1.14",
-            "--install-disk", "/dev/vda", "--install-image", "",
-            "--additional-sans", "foo,bar", "--dns-domain", "example.com",
-            "--registry-mirror", "ghcr.io=https://ghcr.io.my-mirror.com",
-            "--allow-scheduling-on-control-planes", "--install-extra-kernel-args", "foo=bar,bar=baz",
-            "--local-api-server-port", "5443", "--sysctl", "foo=bar",
-            "--custom-cni-url", "https://example.com/cni.yaml",
-            "--config-patch", &patch_arg,
-            "--with-docs=false", "--with-examples=false", "-o", "out",
+            "config",
+            "gen",
+            "base",
+            "https://base:6443",
+            "--with-secrets",
+            secrets.to_str().unwrap(),
+            "--kubernetes-version",
+            "1.28.0",
+            "--talos-version",
+            "v1.14",
+            "--install-disk",
+            "/dev/vda",
+            "--install-image",
+            "",
+            "--additional-sans",
+            "foo,bar",
+            "--dns-domain",
+            "example.com",
+            "--registry-mirror",
+            "ghcr.io=https://ghcr.io.my-mirror.com",
+            "--allow-scheduling-on-control-planes",
+            "--install-extra-kernel-args",
+            "foo=bar,bar=baz",
+            "--local-api-server-port",
+            "5443",
+            "--sysctl",
+            "foo=bar",
+            "--custom-cni-url",
+            "https://example.com/cni.yaml",
+            "--config-patch",
+            &patch_arg,
+            "--with-docs=false",
+            "--with-examples=false",
+            "-o",
+            "out",
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -168,7 +200,10 @@ fn direct_mode_rejects_comments_and_bad_flags() {
     assert_eq!(stderr(&out), "error: unsupported: Talos v1.11: talforge generates for Talos v1.12 to v1.14\n");
     let out = talforge(tmp.path(), &["config", "gen", "c", "10.0.0.1:6443"]);
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(stderr(&out), "error: ENDPOINT: expected an endpoint like https://10.5.0.10:6443; found \"10.0.0.1:6443\"\n");
+    assert_eq!(
+        stderr(&out),
+        "error: ENDPOINT: expected an endpoint like https://10.5.0.10:6443; found \"10.0.0.1:6443\"\n"
+    );
     let out = talforge(tmp.path(), &["config", "gen", "c", "https://1.2.3.4:6443", "--config-patch", "@nope.yaml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).starts_with("error: cannot read nope.yaml: "), "{}", stderr(&out));
