@@ -5,6 +5,8 @@
 //! (generate, patch, print), and writing the files; it prints the numbers and fails if rendering a
 //! 10,000-node cluster (plan + render) takes longer than the target.
 
+#![allow(clippy::expect_used)] // a benchmark: a failure is a crash with its reason
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, UNIX_EPOCH};

@@ -13,8 +13,9 @@ use super::keys::{
     describe_spki, generate_ed25519, generate_p256, generate_rsa, parse_private_key_pem, pem_decode,
 };
 use super::rng::{SecretRng, random_array};
-use super::yaml::{self, MapReader, Node};
+use super::yaml::{self, MapReader};
 use super::{Contract, PkiError};
+use crate::machine_config::build::M;
 
 /// Size in bytes of the cluster id, cluster secret and encryption secret.
 const SECRET_SIZE: usize = 32;
@@ -240,34 +241,27 @@ impl SecretsBundle {
     /// indentation, fields in Talos's struct order), without the comment line
     /// some talosctl-made files start with.
     pub fn to_yaml(&self) -> String {
-        let mut out = String::with_capacity(6 * 1024);
-        yaml::write_key(&mut out, 0, "cluster");
-        yaml::write_field(&mut out, 1, "id", &self.cluster.id);
-        yaml::write_field(&mut out, 1, "secret", &self.cluster.secret);
-        yaml::write_key(&mut out, 0, "secrets");
-        yaml::write_field(&mut out, 1, "bootstraptoken", &self.secrets.bootstrap_token);
-        match &self.secrets.encryption {
-            EncryptionSecret::AesCbc(s) => yaml::write_field(&mut out, 1, "aescbcencryptionsecret", s),
-            EncryptionSecret::Secretbox(s) => yaml::write_field(&mut out, 1, "secretboxencryptionsecret", s),
-        }
-        yaml::write_key(&mut out, 0, "trustdinfo");
-        yaml::write_field(&mut out, 1, "token", &self.trustd_info.token);
-        yaml::write_key(&mut out, 0, "certs");
-        let certs = &self.certs;
-        for (name, pair) in [("etcd", &certs.etcd), ("k8s", &certs.k8s), ("k8saggregator", &certs.k8s_aggregator)] {
-            write_cert_and_key(&mut out, name, pair);
-        }
-        yaml::write_key(&mut out, 1, "k8sserviceaccount");
-        yaml::write_field(&mut out, 2, "key", &STANDARD.encode(&certs.k8s_service_account.key));
-        write_cert_and_key(&mut out, "os", &certs.os);
-        out
+        let pair = |p: &CertAndKey| M::new().put("crt", STANDARD.encode(&p.crt)).put("key", STANDARD.encode(&p.key));
+        let (enc_key, enc) = match &self.secrets.encryption {
+            EncryptionSecret::AesCbc(s) => ("aescbcencryptionsecret", s),
+            EncryptionSecret::Secretbox(s) => ("secretboxencryptionsecret", s),
+        };
+        let c = &self.certs;
+        let doc = M::new()
+            .put("cluster", M::new().put("id", &self.cluster.id).put("secret", &self.cluster.secret))
+            .put("secrets", M::new().put("bootstraptoken", &self.secrets.bootstrap_token).put(enc_key, enc))
+            .put("trustdinfo", M::new().put("token", &self.trustd_info.token))
+            .put(
+                "certs",
+                M::new()
+                    .put("etcd", pair(&c.etcd))
+                    .put("k8s", pair(&c.k8s))
+                    .put("k8saggregator", pair(&c.k8s_aggregator))
+                    .put("k8sserviceaccount", M::new().put("key", STANDARD.encode(&c.k8s_service_account.key)))
+                    .put("os", pair(&c.os)),
+            );
+        crate::yaml::emit::to_string(&doc.build())
     }
-}
-
-fn write_cert_and_key(out: &mut String, name: &str, pair: &CertAndKey) {
-    yaml::write_key(out, 1, name);
-    yaml::write_field(out, 2, "crt", &STANDARD.encode(&pair.crt));
-    yaml::write_field(out, 2, "key", &STANDARD.encode(&pair.key));
 }
 
 // ------------------------------------------------------------------- reading
@@ -291,7 +285,7 @@ impl SecretsBundle {
     /// [`SecretsBundle::validate`]. Unknown fields are rejected.
     pub fn from_yaml(text: &str) -> Result<Self, PkiError> {
         let root = yaml::parse(text)?;
-        if !matches!(root, Node::Map(_)) {
+        if root.as_map().is_none() {
             return Err(PkiError::invalid(
                 "(document)",
                 format!("expected a mapping with fields {}; found {}", ROOT_FIELDS.join(", "), yaml::describe(&root)),

@@ -1,7 +1,6 @@
 //! The talosctl client configuration (`talosconfig`), as
 //! `pkg/machinery/client/config` reads and writes it.
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
@@ -10,7 +9,9 @@ use base64::engine::general_purpose::STANDARD;
 use super::PkiError;
 use super::bundle::parse_certificate_pem;
 use super::keys::{KeyParseError, describe_base64_error, describe_spki, parse_private_key_pem};
-use super::yaml::{self, MapReader, Node};
+use super::yaml::{self, MapReader};
+use crate::machine_config::build::{M, strs};
+use crate::yaml::Value;
 
 /// A talosconfig: the current context and the named contexts.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -101,49 +102,39 @@ impl TalosConfig {
     /// The YAML talosctl writes (go-yaml `Marshal`: 4-space indentation,
     /// list items indented under their key, contexts in go-yaml's key order).
     pub fn to_yaml(&self) -> String {
-        let mut out = String::new();
-        yaml::write_field(&mut out, 0, "context", &self.context);
-        if self.contexts.is_empty() {
-            out.push_str("contexts: {}\n");
-            return out;
-        }
-        yaml::write_key(&mut out, 0, "contexts");
         let mut names: Vec<&String> = self.contexts.keys().collect();
-        names.sort_by(|a, b| go_yaml_key_order(a, b));
+        names.sort_by(|a, b| crate::yaml::emit::go_map_key_cmp(a, b));
+        let mut contexts = M::new();
         for name in names {
-            let Some(ctx) = self.contexts.get(name) else {
-                continue;
-            };
-            yaml::write_key(&mut out, 1, name);
-            yaml::write_list(&mut out, 2, "endpoints", &ctx.endpoints);
+            let Some(ctx) = self.contexts.get(name) else { continue };
+            let mut c = M::new().put("endpoints", strs(&ctx.endpoints));
             if !ctx.nodes.is_empty() {
-                yaml::write_list(&mut out, 2, "nodes", &ctx.nodes);
+                c = c.put("nodes", strs(&ctx.nodes));
             }
             for (field, value) in [("ca", &ctx.ca), ("crt", &ctx.crt), ("key", &ctx.key)] {
                 if !value.is_empty() {
-                    yaml::write_field(&mut out, 2, field, &STANDARD.encode(value));
+                    c = c.put(field, STANDARD.encode(value));
                 }
             }
             if !ctx.auth.is_empty() {
-                yaml::write_key(&mut out, 2, "auth");
+                let mut auth = M::new();
                 if let Some((username, password)) = &ctx.auth.basic {
-                    yaml::write_key(&mut out, 3, "basic");
-                    yaml::write_field(&mut out, 4, "username", username);
-                    yaml::write_field(&mut out, 4, "password", password);
+                    auth = auth.put("basic", M::new().put("username", username).put("password", password));
                 }
                 if let Some(identity) = &ctx.auth.siderov1_identity {
-                    yaml::write_key(&mut out, 3, "siderov1");
-                    yaml::write_field(&mut out, 4, "identity", identity);
+                    auth = auth.put("siderov1", M::new().put("identity", identity));
                 }
+                c = c.put("auth", auth);
             }
             if !ctx.cluster.is_empty() {
-                yaml::write_field(&mut out, 2, "cluster", &ctx.cluster);
+                c = c.put("cluster", &ctx.cluster);
             }
             if !ctx.proxy_url.is_empty() {
-                yaml::write_field(&mut out, 2, "proxy-url", &ctx.proxy_url);
+                c = c.put("proxy-url", &ctx.proxy_url);
             }
+            contexts = contexts.put(name, c);
         }
-        out
+        crate::yaml::emit::to_string(&M::new().put("context", &self.context).put("contexts", contexts).build())
     }
 
     /// Reads a talosconfig. Like Talos, the deprecated `target` field is
@@ -152,33 +143,32 @@ impl TalosConfig {
     /// to `crt`. Errors name the field as `contexts.<name>.<field>`.
     pub fn from_yaml(text: &str) -> Result<Self, PkiError> {
         let root = yaml::parse(text)?;
-        let mut doc = match root {
-            Node::Map(_) => MapReader::new(root, "", &["context", "contexts"], "a talosconfig")?,
-            Node::Null => {
+        let mut doc = match &root.value {
+            Value::Map(_) => MapReader::new(root, "", &["context", "contexts"], "a talosconfig")?,
+            Value::Null => {
                 return Err(PkiError::invalid("(document)", "expected a talosconfig mapping; found an empty document"));
             }
-            other => {
+            _ => {
                 return Err(PkiError::invalid(
                     "(document)",
-                    format!("expected a talosconfig mapping; found {}", yaml::describe(&other)),
+                    format!("expected a talosconfig mapping; found {}", yaml::describe(&root)),
                 ));
             }
         };
         let context = doc.opt_string("context")?.unwrap_or_default();
         let mut contexts = BTreeMap::new();
         if let Some(node) = doc.take("contexts") {
-            let entries = match node {
-                Node::Map(entries) => entries,
-                other => {
-                    return Err(PkiError::invalid(
-                        "contexts",
-                        format!("expected a mapping of context names to contexts; found {}", yaml::describe(&other)),
-                    ));
-                }
+            let described = yaml::describe(&node);
+            let Value::Map(entries) = node.value else {
+                return Err(PkiError::invalid(
+                    "contexts",
+                    format!("expected a mapping of context names to contexts; found {described}"),
+                ));
             };
-            for (name, value) in entries {
+            for (key, value) in entries {
+                let name = key.name;
                 let path = format!("contexts.{name}");
-                if matches!(value, Node::Null) {
+                if matches!(value.value, Value::Null) {
                     continue;
                 }
                 let ctx = read_context(MapReader::new(value, &path, CONTEXT_FIELDS, "a context mapping")?, &path)?;
@@ -264,72 +254,4 @@ fn read_pem(map: &mut MapReader, key: &str) -> Result<Vec<u8>, PkiError> {
             format!("expected base64 (standard alphabet, padded) of PEM; found {}", describe_base64_error(&err)),
         )
     })
-}
-
-/// go-yaml's order for string map keys: character by character, letters
-/// before other characters unless following a digit, and runs of digits
-/// compared as numbers (`ctx-2` < `ctx-10`).
-fn go_yaml_key_order(a: &str, b: &str) -> Ordering {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut after_digit = false;
-    for i in 0..a.len().min(b.len()) {
-        let (ca, cb) = (a[i], b[i]);
-        if ca == cb {
-            after_digit = ca.is_numeric();
-            continue;
-        }
-        let (la, lb) = (ca.is_alphabetic(), cb.is_alphabetic());
-        if la && lb {
-            return ca.cmp(&cb);
-        }
-        if la || lb {
-            // One letter, one non-letter: letters first, except right after
-            // a digit, where the non-letter (a longer number) comes first.
-            let a_first = if after_digit { la } else { lb };
-            return if a_first { Ordering::Less } else { Ordering::Greater };
-        }
-        // Neither is a letter: compare the digit runs starting here as numbers.
-        let mut an: i128 = 0;
-        let mut bn: i128 = 0;
-        if ca == '0' || cb == '0' {
-            // Inside a number with a non-zero digit before: a leading zero
-            // here is significant, so bias both sides equally.
-            if a[..i].iter().rev().take_while(|c| c.is_numeric()).any(|c| *c != '0') {
-                an = 1;
-                bn = 1;
-            }
-        }
-        let run = |s: &[char], mut n: i128| -> (i128, usize) {
-            let mut j = i;
-            while j < s.len() && s[j].is_numeric() {
-                n = n.saturating_mul(10).saturating_add(i128::from(s[j].to_digit(10).unwrap_or(0)));
-                j += 1;
-            }
-            (n, j)
-        };
-        let (an, ai) = run(&a, an);
-        let (bn, bi) = run(&b, bn);
-        if an != bn {
-            return an.cmp(&bn);
-        }
-        if ai != bi {
-            return ai.cmp(&bi);
-        }
-        return ca.cmp(&cb);
-    }
-    a.len().cmp(&b.len())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::go_yaml_key_order;
-
-    #[test]
-    fn context_names_sort_like_go_yaml() {
-        let mut names = vec!["ctx-10", "ctx-2", "b", "a", "Z", "a1", "a-1", "ctx-02"];
-        names.sort_by(|a, b| go_yaml_key_order(a, b));
-        // "a-1" < "a1": at the second character, no digits (0) sorts before 1.
-        assert_eq!(names, vec!["Z", "a", "a-1", "a1", "b", "ctx-2", "ctx-02", "ctx-10"]);
-    }
 }

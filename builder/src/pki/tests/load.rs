@@ -185,7 +185,7 @@ fn bad_inputs_name_the_field_and_say_what_was_wrong() {
             "a list where a mapping goes",
             mutated(&trustd_line, "trustdinfo: [1, 2]\n"),
             "trustdinfo",
-            "expected a mapping with token; found a sequence".into(),
+            "expected a mapping with token; found a list".into(),
         ),
     ];
     for (name, text, field, message) in &cases {
@@ -242,7 +242,7 @@ fn bad_inputs_name_the_field_and_say_what_was_wrong() {
     match SecretsBundle::from_yaml("- a\n") {
         Err(PkiError::Invalid { field, message }) => {
             assert_eq!(field, "(document)");
-            assert!(message.ends_with("found a sequence"), "{message}");
+            assert!(message.ends_with("found a list"), "{message}");
         }
         other => panic!("{other:?}"),
     }
