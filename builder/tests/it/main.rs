@@ -4,5 +4,6 @@
 
 mod conformance;
 mod fidelity;
+mod robustness;
 mod snapshots_profiles;
 mod support;

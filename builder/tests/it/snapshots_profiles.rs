@@ -49,6 +49,7 @@ fn sample_cluster_plan() {
     let catalog = Catalog::open(&repo()).unwrap();
     let file = repo().join("testbed/labs/sample.yaml");
     let plan = talforge_builder::plan::plan_cluster(&file, &catalog, &PlanOverrides::default()).unwrap();
-    let text = render::human(&plan).replace(&repo().display().to_string(), "<repo>");
+    let root = std::fs::canonicalize(repo()).unwrap();
+    let text = render::human(&plan).replace(&root.display().to_string(), "<repo>");
     insta::assert_snapshot!("sample-plan", text);
 }
