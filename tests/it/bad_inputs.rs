@@ -141,6 +141,17 @@ const CASES: &[Case] = &[
          quotes if you mean text)",
     ),
     plan("32-empty-file", "talforge.yaml:1:1: the file is empty"),
+    plan(
+        "33-ambiguous-nic-on-talos-1.12",
+        "talforge.yaml:8:5: nodes[0]: NIC lom0: 2 NICs of profile hpe-proliant-dl380-gen10 match its selector: on \
+         Talos v1.12.5 a link alias must match exactly one link; set `mac:` on node cp-1 or `busPath:` on the \
+         profile's NICs",
+    ),
+    plan(
+        "34-install-disk-ambiguous",
+        "talforge.yaml:8:48: nodes[0].profile: the install disk \"boot\" cannot be told apart from disk(s) data of \
+         profile lab-twin-nvme (same bus and size): give it a model or serial pattern",
+    ),
 ];
 
 /// A real bundle whose OS CA key was swapped for the etcd CA's ECDSA key.

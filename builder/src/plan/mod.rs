@@ -684,12 +684,8 @@ fn plan_links(
     let addresses: Vec<IpCidr> = n.address.into_iter().collect();
     let gw = if addresses.is_empty() { None } else { gateway };
     let dhcp = addresses.is_empty();
-    let cannot_tell = |what: &str| {
-        format!(
-            "{what}: on Talos {} a link alias must match exactly one link; set `mac:` on node {} or `busPath:` on the \
-             profile's NICs",
-            q.version, n.name
-        )
+    let cannot_tell = |what: &str, fix: &str| {
+        format!("{what}: on Talos {} a link alias must match exactly one link; {fix}", q.version)
     };
 
     if let Some(bond_name) = &primary.bond {
@@ -713,7 +709,10 @@ fn plan_links(
                 continue;
             }
             if !q.link_alias_patterns() {
-                return Err(cannot_tell(&format!("bond {bond_name}: its ports look identical")));
+                return Err(cannot_tell(
+                    &format!("bond {bond_name}: its ports look identical"),
+                    "set `busPath:` on the profile's bond member NICs",
+                ));
             }
             let matched = twins(members[i]);
             if matched > same.len() {
@@ -760,10 +759,10 @@ fn plan_links(
         ));
         (format!("{}p%d", primary.name), format!("{}p0", primary.name))
     } else {
-        return Err(cannot_tell(&format!(
-            "NIC {}: {matched} NICs of profile {} match its selector",
-            primary.name, prof.name
-        )));
+        return Err(cannot_tell(
+            &format!("NIC {}: {matched} NICs of profile {} match its selector", primary.name, prof.name),
+            &format!("set `mac:` on node {} or `busPath:` on the profile's NICs", n.name),
+        ));
     };
     Ok(vec![LinkPlan {
         name,
