@@ -22,7 +22,7 @@ use crate::schematic::Schematic;
 use crate::spec::catalog::Catalog;
 use crate::spec::cluster::{ClusterSpec, NodeSpec, OutputKind};
 use crate::spec::profile::{DiskBus, DiskRole};
-use crate::spec::units::{Endpoint, IpCidr, Version};
+use crate::spec::units::{IpCidr, Version};
 use crate::spec::{PatchRef, Role, Source};
 use crate::yaml::{FieldPath, Node};
 
@@ -544,10 +544,6 @@ fn gen_options(spec: &ClusterSpec) -> GenOptions {
     o
 }
 
-fn transport_of(bus: DiskBus) -> String {
-    transport(bus).to_owned()
-}
-
 /// A glob (`*`, `?`) match, for telling whether a selector pattern could match another disk's string.
 fn glob_match(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
@@ -588,7 +584,7 @@ fn may_match(pattern: &Option<String>, other: &Option<String>) -> bool {
 fn install_selector(prof: &ResolvedProfile, q: &Quirks) -> std::result::Result<Option<DiskSelector>, String> {
     let Some(d) = prof.install_disk() else { return Ok(None) };
     let mut sel = DiskSelector {
-        transport: Some(transport_of(d.bus)),
+        transport: Some(transport(d.bus).to_owned()),
         model: d.model.clone(),
         serial: d.serial.clone(),
         // Only SATA/SAS/SCSI disks report rotation reliably (virtio-blk and NVMe do not).
@@ -873,11 +869,6 @@ fn patch_inputs(src: &Source, base_dir: &Path, refs: &[PatchRef], at: &FieldPath
         }
     }
     Ok(out)
-}
-
-/// The cluster's Kubernetes endpoint (re-exported for the config generator).
-pub fn endpoint_of(spec: &ClusterSpec) -> &Endpoint {
-    &spec.endpoint
 }
 
 #[cfg(test)]
