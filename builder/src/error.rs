@@ -121,6 +121,9 @@ pub enum Error {
     #[error("{0}")]
     Patch(Box<crate::machine_config::PatchError>),
 
+    #[error(transparent)]
+    Tool(#[from] crate::tool::ToolError),
+
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -146,6 +149,8 @@ impl Error {
             Error::Read { .. } | Error::Write { .. } => ErrorClass::Io,
             Error::Patch(p) if matches!(**p, crate::machine_config::PatchError::Config { .. }) => ErrorClass::Internal,
             Error::Patch(_) => ErrorClass::BadInput,
+            Error::Tool(crate::tool::ToolError::Missing { .. }) => ErrorClass::MissingDependency,
+            Error::Tool(_) => ErrorClass::Io,
             Error::Internal(_) => ErrorClass::Internal,
         }
     }

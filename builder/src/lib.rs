@@ -11,6 +11,7 @@ pub mod quirks;
 pub mod schematic;
 pub mod secrets;
 pub mod spec;
+pub mod tool;
 pub mod yaml;
 
 pub use error::{Diagnostic, Error, ErrorClass, Result};
