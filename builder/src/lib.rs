@@ -1,6 +1,7 @@
 //! talforge's library: what the user wrote (specs), what it resolves to (plans), and what gets written
 //! (secrets, machine configs, and later boot images).
 
+pub mod assemble;
 pub mod error;
 pub mod lint;
 pub mod machine_config;

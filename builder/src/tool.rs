@@ -68,6 +68,11 @@ impl ToolRunner {
         ToolRunner { path, epoch }
     }
 
+    /// A runner that searches exactly `path` (a `PATH`-style list), e.g. to test a missing tool.
+    pub fn with_path(path: impl Into<OsString>, epoch: u64) -> Self {
+        ToolRunner { path: path.into(), epoch }
+    }
+
     /// Where `program` is, if installed.
     pub fn find(&self, program: Program) -> Option<PathBuf> {
         std::env::split_paths(&self.path).map(|d| d.join(program.name)).find(|p| p.is_file())

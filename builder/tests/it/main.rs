@@ -4,6 +4,12 @@
 
 mod conformance;
 mod fidelity;
+mod initramfs;
+mod initramfs_common;
+mod initramfs_fixture;
 mod robustness;
 mod snapshots_profiles;
 mod support;
+mod uki_boot;
+mod uki_support;
+mod uki_tools;
