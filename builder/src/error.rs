@@ -124,6 +124,9 @@ pub enum Error {
     #[error(transparent)]
     Tool(#[from] crate::tool::ToolError),
 
+    #[error(transparent)]
+    Assemble(#[from] AssembleError),
+
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -151,6 +154,7 @@ impl Error {
             Error::Patch(_) => ErrorClass::BadInput,
             Error::Tool(crate::tool::ToolError::Missing { .. }) => ErrorClass::MissingDependency,
             Error::Tool(_) => ErrorClass::Io,
+            Error::Assemble(a) => a.class(),
             Error::Internal(_) => ErrorClass::Internal,
         }
     }
@@ -159,6 +163,80 @@ impl Error {
         Error::Unsupported { what: what.into() }
     }
 }
+
+/// Errors of the image-assembly modules, one variant per module.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AssembleError {
+    #[error(transparent)]
+    Disk(#[from] crate::assemble::disk::DiskError),
+    #[error(transparent)]
+    Initramfs(#[from] crate::assemble::initramfs::InitramfsError),
+    #[error(transparent)]
+    Uki(#[from] crate::assemble::uki::UkiError),
+    #[error(transparent)]
+    SecureBoot(#[from] crate::assemble::uki::SecureBootError),
+    #[error(transparent)]
+    Iso(#[from] crate::assemble::iso::IsoError),
+    #[error(transparent)]
+    Pxe(#[from] crate::assemble::pxe::PxeError),
+    #[error(transparent)]
+    Oci(#[from] crate::assemble::oci::OciError),
+    #[error(transparent)]
+    Qcow2(#[from] crate::assemble::qcow2::Qcow2Error),
+    #[error(transparent)]
+    Compress(#[from] crate::assemble::compress::CompressError),
+}
+
+impl AssembleError {
+    pub fn class(&self) -> ErrorClass {
+        use crate::assemble::{compress::CompressError as C, disk::DiskError as D, initramfs::InitramfsError as I};
+        use crate::assemble::{iso::IsoError, oci::OciError, pxe::PxeError, qcow2::Qcow2Error, uki::SecureBootError};
+        use crate::tool::ToolError;
+        let tool = |t: &ToolError| match t {
+            ToolError::Missing { .. } => ErrorClass::MissingDependency,
+            _ => ErrorClass::Io,
+        };
+        match self {
+            AssembleError::Disk(D::UnsupportedSectorSize { .. }) => ErrorClass::Unsupported,
+            AssembleError::Disk(D::Io { .. }) => ErrorClass::Io,
+            AssembleError::Disk(_) | AssembleError::Uki(_) => ErrorClass::BadInput,
+            AssembleError::Initramfs(I::Tool(t)) => tool(t),
+            AssembleError::Initramfs(I::Io { .. }) => ErrorClass::Io,
+            AssembleError::Initramfs(_) => ErrorClass::BadInput,
+            AssembleError::SecureBoot(SecureBootError::Read { .. } | SecureBootError::Write { .. }) => ErrorClass::Io,
+            AssembleError::SecureBoot(SecureBootError::Rng(_)) => ErrorClass::Internal,
+            AssembleError::SecureBoot(_) => ErrorClass::BadInput,
+            AssembleError::Iso(IsoError::Io { .. }) => ErrorClass::Io,
+            AssembleError::Iso(IsoError::Fat(D::Io { .. })) => ErrorClass::Io,
+            AssembleError::Iso(_) => ErrorClass::BadInput,
+            AssembleError::Pxe(PxeError::Io { .. }) => ErrorClass::Io,
+            AssembleError::Pxe(_) => ErrorClass::BadInput,
+            AssembleError::Oci(OciError::Io { .. }) => ErrorClass::Io,
+            AssembleError::Oci(_) => ErrorClass::BadInput,
+            AssembleError::Qcow2(Qcow2Error::Tool(t)) => tool(t),
+            AssembleError::Qcow2(_) => ErrorClass::Io,
+            AssembleError::Compress(C::UnknownFormat { .. }) => ErrorClass::BadInput,
+            AssembleError::Compress(_) => ErrorClass::Io,
+        }
+    }
+}
+
+/// Lets `?` lift any assembly module's error into [`Error`].
+macro_rules! assemble_from {
+    ($($t:ty),*) => { $( impl From<$t> for Error { fn from(e: $t) -> Self { Error::Assemble(e.into()) } } )* };
+}
+assemble_from!(
+    crate::assemble::disk::DiskError,
+    crate::assemble::initramfs::InitramfsError,
+    crate::assemble::uki::UkiError,
+    crate::assemble::uki::SecureBootError,
+    crate::assemble::iso::IsoError,
+    crate::assemble::pxe::PxeError,
+    crate::assemble::oci::OciError,
+    crate::assemble::qcow2::Qcow2Error,
+    crate::assemble::compress::CompressError
+);
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -2,6 +2,7 @@
 //! (secrets, machine configs, and later boot images).
 
 pub mod assemble;
+pub mod build;
 pub mod error;
 pub mod lint;
 pub mod machine_config;
@@ -9,6 +10,7 @@ pub mod output;
 pub mod pki;
 pub mod plan;
 pub mod quirks;
+pub mod release;
 pub mod schematic;
 pub mod secrets;
 pub mod spec;

@@ -57,6 +57,8 @@ pub struct Release {
     pub sd_stub: Blob,
     /// Extension directories by name (`extensions/<name>/` holding `manifest.yaml` and `rootfs/`).
     pub extensions: BTreeMap<String, PathBuf>,
+    /// The release's own `SOURCE_DATE_EPOCH`, when it declares one (the fixture release's `fixture.json`).
+    pub epoch: Option<u64>,
 }
 
 impl Release {
@@ -83,14 +85,19 @@ impl Release {
         if ext_dir.is_dir() {
             let rd = std::fs::read_dir(&ext_dir).map_err(|source| Error::Read { path: ext_dir.clone(), source })?;
             for e in rd.flatten() {
-                if e.path().join("manifest.yaml").is_file() {
-                    if let Some(name) = e.file_name().to_str() {
-                        extensions.insert(name.to_owned(), e.path());
-                    }
+                if e.path().join("manifest.yaml").is_file()
+                    && let Some(name) = e.file_name().to_str()
+                {
+                    extensions.insert(name.to_owned(), e.path());
                 }
             }
         }
+        let epoch = std::fs::read_to_string(root.join("fixture.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("sourceDateEpoch").and_then(serde_json::Value::as_u64));
         Ok(Release {
+            epoch,
             root: root.to_owned(),
             arch: arch.to_owned(),
             kernel: blob(KERNEL)?,

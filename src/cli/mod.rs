@@ -1,5 +1,6 @@
 //! Command-line interface: clap definitions and one function per command.
 
+mod build;
 mod config;
 mod plan;
 mod profile;
@@ -40,6 +41,11 @@ pub enum Command {
     /// Hardware profiles and overlays.
     #[command(subcommand)]
     Profile(profile::ProfileCommand),
+    /// Build the boot images of the cluster's nodes (initramfs with extensions, UKI, metal disk, ISO, PXE,
+    /// installer), reproducibly, with a manifest of every artifact's sha256.
+    Build(build::BuildArgs),
+    /// Rebuild a build folder from its manifest and compare every artifact's sha256.
+    Verify(build::VerifyArgs),
 }
 
 pub fn init_logging(verbose: u8) {
@@ -59,6 +65,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Secrets(c) => secrets::run(c),
         Command::Config(c) => config::run(*c, cli.catalog.as_deref()),
         Command::Profile(c) => profile::run(c, cli.catalog.as_deref()),
+        Command::Build(a) => build::run_build(&a, cli.catalog.as_deref()),
+        Command::Verify(a) => build::run_verify(&a, cli.catalog.as_deref()),
     }
 }
 

@@ -6,8 +6,19 @@
 //! - [`initramfs`]: system extensions (validated, one squashfs each, `extensions.yaml`, firmware and microcode
 //!   placed as Talos places them) appended to the release initramfs as reproducible newc cpio archives;
 //! - [`uki`]: the unified kernel image and the Secure Boot artefacts around it (signing key, Authenticode
-//!   signatures, `PK`/`KEK`/`db` auto-enrollment files).
+//!   signatures, `PK`/`KEK`/`db` auto-enrollment files);
+//! - [`iso`], [`pxe`], [`oci`], [`qcow2`], [`compress`]: the other outputs (UEFI ISO, PXE files, installer OCI
+//!   archive, qcow2, `.zst`/`.xz`/`.gz`), each written atomically.
 
+mod atomic;
+pub mod compress;
 pub mod disk;
 pub mod initramfs;
+pub mod iso;
+pub mod oci;
+pub mod pxe;
+pub mod qcow2;
 pub mod uki;
+
+#[cfg(test)]
+mod output_tests;

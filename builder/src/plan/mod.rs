@@ -87,6 +87,17 @@ pub struct ClusterPlan {
     /// Command-line patches per role: applied last, after node patches.
     #[serde(skip)]
     pub cli_patches: BTreeMap<Role, Vec<PatchInput>>,
+    /// The release directory (`talos.source.dir`, absolute), when the cluster file names one.
+    pub release_dir: Option<PathBuf>,
+    /// Where the Secure Boot signing key lives (absolute).
+    pub secure_boot_keys: PathBuf,
+    #[serde(skip)]
+    pub enroll_keys: Option<crate::spec::cluster::EnrollKeys>,
+    /// The files behind each profile and overlay used (for the manifest's input digests).
+    #[serde(skip)]
+    pub profile_files: BTreeMap<String, Vec<PathBuf>>,
+    #[serde(skip)]
+    pub overlay_files: BTreeMap<String, Vec<PathBuf>>,
     pub warnings: Vec<String>,
 }
 
@@ -265,6 +276,11 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
             errors.push(src.diag(p.key("installDisk"), format!("expected a device path like /dev/sda; found {d:?}")));
         }
     }
+    for (k, e) in spec.extensions.iter().enumerate() {
+        if let Err(m) = profile::check_extension_name(e) {
+            errors.push(src.diag(root.key("extensions").index(k), m));
+        }
+    }
     for (k, m) in spec.network.registry_mirrors.iter() {
         for (j, u) in m.iter().enumerate() {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
@@ -371,6 +387,7 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
             extensions.extend(o.extensions.iter().cloned());
             kargs.extend(o.kernel_args.iter().cloned());
         }
+        extensions.extend(spec.extensions.iter().cloned());
         extensions.extend(n.extensions.iter().cloned());
         kargs.extend(n.kernel_args.iter().cloned());
         if let Some(c) = &prof.firmware.serial_console {
@@ -495,6 +512,17 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
     }
 
     let secrets = if spec.secrets.is_absolute() { spec.secrets.clone() } else { base_dir.join(&spec.secrets) };
+    let absolute = |p: &Path| if p.is_absolute() { p.to_owned() } else { base_dir.join(p) };
+    let release_dir = spec.talos.source.as_ref().and_then(|s| s.dir.as_deref()).map(absolute);
+    let secure_boot_keys = absolute(&spec.secure_boot.keys);
+    let profile_files: BTreeMap<String, Vec<PathBuf>> =
+        profiles.iter().map(|(k, p)| (k.clone(), p.files.clone())).collect();
+    let mut overlay_files: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for o in &overlays {
+        let mut files = vec![o.dir.join(crate::spec::catalog::OVERLAY_FILE)];
+        files.extend(o.patches.iter().map(|(_, p)| p.file.clone()));
+        overlay_files.insert(o.name.clone(), files);
+    }
     Ok(ClusterPlan {
         cluster: spec.name.clone(),
         cluster_file: src.path.clone(),
@@ -510,6 +538,11 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
         gen_options,
         role_patches,
         cli_patches,
+        release_dir,
+        secure_boot_keys,
+        enroll_keys: spec.secure_boot.enroll_keys,
+        profile_files,
+        overlay_files,
         warnings: Vec::new(),
     })
 }

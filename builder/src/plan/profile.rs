@@ -450,6 +450,13 @@ pub fn is_pci_id(s: &str) -> bool {
 
 /// An extension is an official name (`siderolabs/<name>`) or a full image reference.
 pub fn check_extension_name(e: &str) -> std::result::Result<(), String> {
+    if e.starts_with("./") || e.starts_with("../") || e.starts_with('/') {
+        return if e.contains(char::is_whitespace) {
+            Err(format!("expected an extension directory; found {e:?}"))
+        } else {
+            Ok(())
+        };
+    }
     let ok = !e.is_empty()
         && e.contains('/')
         && !e.contains(char::is_whitespace)
@@ -459,7 +466,7 @@ pub fn check_extension_name(e: &str) -> std::result::Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "expected an official extension name like siderolabs/intel-ucode or an image reference; found {e:?}"
+            "expected an official extension name like siderolabs/intel-ucode, an image reference or a directory (./x); found {e:?}"
         ))
     }
 }

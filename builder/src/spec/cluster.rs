@@ -35,6 +35,13 @@ pub struct ClusterSpec {
     /// Boot-asset kinds to build for every node's image.
     #[serde(default = "default_outputs")]
     pub outputs: Vec<OutputKind>,
+    /// System extensions for every node's image: official names (`siderolabs/intel-ucode`), `<ns>/<name>`
+    /// from the release source's catalogue, image references, or extension directories (`./x`).
+    #[serde(default)]
+    pub extensions: Vec<String>,
+    /// Secure Boot signing keys and enrollment, for profiles with Secure Boot.
+    #[serde(default)]
+    pub secure_boot: SecureBootSpec,
     #[serde(default)]
     pub network: ClusterNetworkSpec,
     /// Extra names and addresses for the Talos and Kubernetes API certificates.
@@ -53,6 +60,51 @@ pub struct ClusterSpec {
     /// Only the lab reads this.
     #[serde(default)]
     pub lab: LabSpec,
+}
+
+/// Secure Boot settings.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SecureBootSpec {
+    /// Folder (relative to the cluster file) holding `uki-signing-key.pem` and `uki-signing-cert.pem`; created
+    /// with a new key (mode 0600) when missing.
+    #[serde(default = "default_secure_boot_keys")]
+    pub keys: PathBuf,
+    /// sd-boot's `secure-boot-enroll` mode for the enrollment files on the ESP. Default: `if-safe`, or `force`
+    /// with systemd-boot older than 253, which does not know `if-safe`.
+    #[serde(default)]
+    pub enroll_keys: Option<EnrollKeys>,
+}
+
+impl Default for SecureBootSpec {
+    fn default() -> Self {
+        SecureBootSpec { keys: default_secure_boot_keys(), enroll_keys: None }
+    }
+}
+
+fn default_secure_boot_keys() -> PathBuf {
+    PathBuf::from("secureboot")
+}
+
+/// systemd-boot `secure-boot-enroll` values.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnrollKeys {
+    IfSafe,
+    Manual,
+    Force,
+    Off,
+}
+
+impl EnrollKeys {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnrollKeys::IfSafe => "if-safe",
+            EnrollKeys::Manual => "manual",
+            EnrollKeys::Force => "force",
+            EnrollKeys::Off => "off",
+        }
+    }
 }
 
 fn default_secrets() -> PathBuf {

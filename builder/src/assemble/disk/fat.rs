@@ -23,8 +23,8 @@ use std::io::Read as _;
 use std::path::PathBuf;
 
 use super::DiskError;
-use super::image::SectorSize;
 use super::fat_names::{ShortNames, TreeDir, TreeNode, build_tree, lfn_count, lfn_entries, sfn_char};
+use super::image::SectorSize;
 use super::region::Region;
 
 /// The filesystem label Talos gives its ESP (and the partition label).
@@ -36,6 +36,7 @@ const MAX_FAT32_CLUSTERS: u64 = 0x0fff_fff5;
 pub(super) const DIR_ENTRY: usize = 32;
 const MAX_DIR_ENTRIES: u64 = 65_536;
 const END_OF_CHAIN: u32 = 0x0fff_ffff;
+const ATTR_READ_ONLY: u8 = 0x01;
 const ATTR_VOLUME_ID: u8 = 0x08;
 const ATTR_DIRECTORY: u8 = 0x10;
 const ATTR_ARCHIVE: u8 = 0x20;
@@ -44,12 +45,13 @@ const FAT_EPOCH_MIN: u64 = 315_532_800;
 const FAT_EPOCH_MAX: u64 = 4_354_819_199;
 const COPY_BUFFER: usize = 1024 * 1024;
 
-/// A file to put on the ESP: its path inside the filesystem (`EFI/BOOT/BOOTX64.EFI`) and where its bytes come
-/// from.
+/// A file to put on the ESP: its path inside the filesystem (`EFI/BOOT/BOOTX64.EFI`), where its bytes come
+/// from, and whether it carries the FAT read-only attribute (Talos's ISO marks `loader/random-seed` so).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EspFile {
     pub path: String,
     pub source: EspSource,
+    pub read_only: bool,
 }
 
 /// The contents of an [`EspFile`]: in memory, or streamed from a file (for the UKI, which can be large).
@@ -61,11 +63,16 @@ pub enum EspSource {
 
 impl EspFile {
     pub fn bytes(path: impl Into<String>, data: impl Into<Vec<u8>>) -> Self {
-        EspFile { path: path.into(), source: EspSource::Bytes(data.into()) }
+        EspFile { path: path.into(), source: EspSource::Bytes(data.into()), read_only: false }
     }
 
     pub fn file(path: impl Into<String>, source: impl Into<PathBuf>) -> Self {
-        EspFile { path: path.into(), source: EspSource::File(source.into()) }
+        EspFile { path: path.into(), source: EspSource::File(source.into()), read_only: false }
+    }
+
+    /// The same file with the FAT read-only attribute set (`mattrib +r`).
+    pub fn read_only(self) -> Self {
+        EspFile { read_only: true, ..self }
     }
 
     pub(super) fn len(&self) -> Result<u64, DiskError> {
@@ -180,7 +187,7 @@ impl FatTimestamp {
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (Howard Hinnant's
 /// `civil_from_days`), for days ≥ 0.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z - era * 146_097;
@@ -219,6 +226,8 @@ pub(crate) struct FatPlan {
     /// Files with contents: index into the file list, first cluster, size.
     files: Vec<(usize, u32, u64)>,
     file_count: usize,
+    /// Indices (into the file list) of the files marked read-only.
+    read_only: Vec<usize>,
     used_clusters: u32,
 }
 
@@ -244,6 +253,7 @@ impl FatPlan {
             dirs: vec![],
             files: vec![],
             file_count: files.len(),
+            read_only: files.iter().enumerate().filter(|(_, f)| f.read_only).map(|(i, _)| i).collect(),
             used_clusters: 0,
         };
         let cluster_size = geometry.cluster_size();
@@ -316,7 +326,9 @@ impl FatPlan {
                     if count > 0 {
                         self.files.push((*index, cluster, *size));
                     }
-                    (ATTR_ARCHIVE, cluster, *size as u32)
+                    let attr =
+                        if self.read_only.contains(index) { ATTR_ARCHIVE | ATTR_READ_ONLY } else { ATTR_ARCHIVE };
+                    (attr, cluster, *size as u32)
                 }
             };
             if lfn {

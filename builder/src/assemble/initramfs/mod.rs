@@ -8,15 +8,15 @@
 //! epoch as its mtime; squashfs images are written by backhand, the cpio archives by [`cpio`], and zstd runs
 //! single-threaded, so the same inputs give the same bytes on any machine, in any timezone, under any umask.
 
+pub mod build;
 pub mod cpio;
 pub mod extensions;
-pub mod build;
 pub mod squashfs;
 
 use std::path::PathBuf;
 
-pub use extensions::{Extension, Manifest, Metadata};
 pub use build::{ExtensionSummary, InitramfsArtifact, build_initramfs, content_key};
+pub use extensions::{Extension, Manifest, Metadata};
 
 use crate::tool::ToolError;
 

@@ -217,7 +217,7 @@ pub fn kernel_release(kernel: &[u8]) -> Option<String> {
 }
 
 /// The major number of a systemd version string (`"252.39-1~deb12u2"` → 252).
-fn major_version(version: &str) -> Option<u32> {
+pub fn major_version(version: &str) -> Option<u32> {
     let digits: String = version.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }

@@ -6,9 +6,9 @@
 mod authenticode;
 mod der;
 mod enroll;
+mod image;
 mod pe;
 mod secureboot;
-mod image;
 
 #[cfg(test)]
 mod tests;
@@ -19,11 +19,12 @@ pub use enroll::{
     SignatureList, WellKnownCertificates, authenticated_variable, owner_guid, parse_authenticated_variable,
     parse_signature_database, x509_signature_database,
 };
+pub use image::{
+    APPENDED_SECTION_CHARACTERISTICS, KERNEL_PARAM_WIPE, MAX_SECTIONS, MIN_STUB_VERSION_FOR_PROFILES, UkiError,
+    UkiInputs, UkiProfile, UkiSection, build_uki, kernel_release, major_version, read_sections, section_data,
+    stub_version,
+};
 pub use secureboot::{
     DEFAULT_UKI_COMMON_NAME, Guid, SIGNING_CERT_VALIDITY, SecureBootError, SigningKey, SigningKeyFiles,
     UKI_SIGNING_KEY_BITS,
-};
-pub use image::{
-    APPENDED_SECTION_CHARACTERISTICS, KERNEL_PARAM_WIPE, MAX_SECTIONS, MIN_STUB_VERSION_FOR_PROFILES, UkiError,
-    UkiInputs, UkiProfile, UkiSection, build_uki, kernel_release, read_sections, section_data, stub_version,
 };

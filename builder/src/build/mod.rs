@@ -1,0 +1,491 @@
+//! `talforge build`: turns each image of a plan into the Talos boot assets its nodes need — initramfs with
+//! the node's extensions, UKI (signed for Secure Boot), metal disk image, ISO, PXE files, installer image —
+//! byte-reproducibly, without root, into `<out>/images/<profile>-<schematic12>/`, and records every artifact
+//! with its sha256 and every input with its digest in `<out>/manifest.json`.
+//!
+//! Everything is built in a work folder inside `<out>` and moved into place per image once complete, so a
+//! killed build never leaves a partial file under a final name. Finished pieces are cached by the digest of
+//! their inputs, so an unchanged rebuild links them instead of building them again.
+
+pub mod cache;
+pub mod keys;
+pub mod manifest;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use crate::assemble::disk::{EspFile, MetalImageSpec, SectorSize, write_metal_image};
+use crate::assemble::initramfs::{Extension, build_initramfs, content_key};
+use crate::assemble::uki::{EnrollmentFiles, UkiInputs, build_uki, kernel_release, sign_pe, stub_version};
+use crate::assemble::{compress, iso, oci, pxe, qcow2};
+use crate::error::{Diagnostic, Error, Result};
+use crate::plan::{ClusterPlan, ImagePlan};
+use crate::release::{Release, sha256_hex};
+use crate::spec::cluster::{EnrollKeys, OutputKind};
+use crate::tool::ToolRunner;
+use crate::yaml::{FieldPath, Span};
+
+use cache::{Cache, Key, link_or_copy};
+use manifest::{ImageRecord, Manifest};
+
+/// Everything about a build that is not in the plan.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// The cluster output folder (`out/<cluster>`).
+    pub out: PathBuf,
+    /// Release directory overriding the cluster file's `talos.source`.
+    pub release: Option<PathBuf>,
+    /// Output kinds overriding the cluster file's `outputs`.
+    pub kinds: Option<Vec<OutputKind>>,
+    /// Only the images of these profiles (all when empty).
+    pub profiles: Vec<String>,
+    /// `SOURCE_DATE_EPOCH`; default: the release's epoch, else 0.
+    pub epoch: Option<u64>,
+    pub cache: PathBuf,
+}
+
+/// What a build made.
+#[derive(Clone, Debug)]
+pub struct BuildReport {
+    pub manifest: Manifest,
+    pub manifest_path: PathBuf,
+    /// Artifacts linked from the cache rather than built.
+    pub from_cache: usize,
+}
+
+/// Talos's `/etc/os-release` for the UKI's `.osrel` section (pkg/machinery/constants `OSReleaseTemplate`).
+pub fn os_release(version: &str) -> String {
+    format!(
+        "NAME=\"Talos\"\nID=talos\nVERSION_ID={version}\nPRETTY_NAME=\"Talos ({version})\"\n\
+         HOME_URL=\"https://www.talos.dev/\"\nBUG_REPORT_URL=\"https://github.com/siderolabs/talos/issues\"\n\
+         VENDOR_NAME=\"Sidero Labs\"\nVENDOR_URL=\"https://www.siderolabs.com/\"\n"
+    )
+}
+
+/// Talos's names for image outputs (`pkg/imager` `OutputPath`): `<platform>-<arch>[-secureboot]...`.
+fn names(im: &ImagePlan) -> ImageNames {
+    let sb = if im.secure_boot { "-secureboot" } else { "" };
+    let (p, a) = (&im.platform, &im.arch);
+    ImageNames {
+        raw: format!("{p}-{a}{sb}.raw"),
+        iso: format!("{p}-{a}{sb}.iso"),
+        uki: format!("{p}-{a}{sb}-uki.efi"),
+        installer: format!("installer-{a}{sb}.tar"),
+        qcow2: format!("{p}-{a}{sb}.qcow2"),
+    }
+}
+
+struct ImageNames {
+    raw: String,
+    iso: String,
+    uki: String,
+    installer: String,
+    qcow2: String,
+}
+
+fn bad_input(path: &Path, message: String) -> Error {
+    Error::Input(Box::new(Diagnostic::new(path, Span::UNKNOWN, FieldPath::root(), message)))
+}
+
+/// Removes work folders left by killed builds (their process is gone).
+fn clean_stale_work(out: &Path) {
+    let Ok(rd) = std::fs::read_dir(out) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix(".work-") {
+            let alive = Path::new("/proc").join(pid).exists() && pid != std::process::id().to_string();
+            if !alive {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+/// Builds every (selected) image of the plan.
+pub fn build(plan: &ClusterPlan, opts: &BuildOptions, runner_epoch: impl Fn(u64) -> ToolRunner) -> Result<BuildReport> {
+    let release_dir = match (&opts.release, &plan.release_dir) {
+        (Some(d), _) | (None, Some(d)) => d.clone(),
+        (None, None) => {
+            return Err(Error::unsupported(
+                "pulling releases from a registry is not available in this build yet: give the release directory \
+                 with --release DIR or talos.source.dir",
+            ));
+        }
+    };
+    let images: Vec<&ImagePlan> =
+        plan.images.iter().filter(|i| opts.profiles.is_empty() || opts.profiles.contains(&i.profile)).collect();
+    if images.is_empty() {
+        return Err(bad_input(&plan.cluster_file, format!("no image matches the profiles {:?}", opts.profiles)));
+    }
+    let arch = images[0].arch.clone();
+    let release = Release::open_dir(&release_dir, &arch)?;
+    let epoch = opts.epoch.or(release.epoch).unwrap_or(0);
+    let runner = runner_epoch(epoch);
+    let cache = Cache::new(opts.cache.clone());
+
+    std::fs::create_dir_all(&opts.out).map_err(|source| Error::Write { path: opts.out.clone(), source })?;
+    clean_stale_work(&opts.out);
+    let work = opts.out.join(format!(".work-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|source| Error::Write { path: work.clone(), source })?;
+    let result = build_in(plan, opts, &release, epoch, &runner, &cache, &work, &images);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_in(
+    plan: &ClusterPlan,
+    opts: &BuildOptions,
+    release: &Release,
+    epoch: u64,
+    runner: &ToolRunner,
+    cache: &Cache,
+    work: &Path,
+    images: &[&ImagePlan],
+) -> Result<BuildReport> {
+    let kernel = read(&release.kernel.path)?;
+    let base_initramfs = read(&release.initramfs.path)?;
+    let stub = read(&release.sd_stub.path)?;
+    let sd_boot = read(&release.sd_boot.path)?;
+    let version = plan.talos_version.clone();
+    let uname = kernel_release(&kernel);
+    let cluster_dir = plan.cluster_file.parent().map(Path::to_owned).unwrap_or_default();
+
+    let needs_keys = images.iter().any(|i| i.secure_boot);
+    let signing = if needs_keys { Some(keys::load_or_create(&plan.secure_boot_keys)?) } else { None };
+
+    let mut from_cache = 0;
+    let mut image_records = Vec::new();
+    let mut staged: Vec<(String, PathBuf)> = Vec::new();
+    for im in images {
+        let kinds: Vec<OutputKind> = opts.kinds.clone().unwrap_or_else(|| im.outputs.clone());
+        let stage = work.join("images").join(&im.id);
+        std::fs::create_dir_all(&stage).map_err(|source| Error::Write { path: stage.clone(), source })?;
+        std::fs::set_permissions(&stage, std::fs::Permissions::from_mode(0o755))
+            .map_err(|source| Error::Write { path: stage.clone(), source })?;
+        let n = names(im);
+
+        // Extensions, by reference, from the release (or a directory).
+        let mut exts = Vec::new();
+        for r in &im.extensions {
+            let dir = release.find_extension(r, &cluster_dir).ok_or_else(|| {
+                let known: Vec<&str> = release.extensions.keys().map(String::as_str).collect();
+                bad_input(
+                    &plan.cluster_file,
+                    format!(
+                        "image {}: unknown extension {r:?}: not in the release at {} (it has: {})",
+                        im.id,
+                        release.root.display(),
+                        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    ),
+                )
+            })?;
+            let ext = Extension::load(&dir)?;
+            ext.check_compatible(&plan.quirks.version)?;
+            exts.push(ext);
+        }
+
+        // Initramfs: release initramfs + extensions.
+        let ikey = content_key(&base_initramfs, &exts, &plan.quirks.version, epoch, runner)?;
+        let initramfs_path = match cache.get("initramfs", &ikey, "initramfs.xz") {
+            Some(p) => {
+                from_cache += 1;
+                p
+            }
+            None => {
+                let wd = work.join(format!("initramfs-{}", im.id));
+                let art = build_initramfs(&base_initramfs, &exts, &plan.quirks.version, epoch, runner, &wd)?;
+                let entry = cache.put("initramfs", &ikey, &[("initramfs.xz", art.path.as_path())])?;
+                let _ = std::fs::remove_dir_all(&wd);
+                entry.join("initramfs.xz")
+            }
+        };
+        let initramfs = read(&initramfs_path)?;
+
+        // UKI (signed for Secure Boot), and sd-boot signed the same way.
+        let osrel = os_release(&version);
+        let profiles_ok =
+            systemd_version(&stub).is_some_and(|v| v >= crate::assemble::uki::MIN_STUB_VERSION_FOR_PROFILES);
+        let mut ukey = Key::new("uki");
+        ukey.part("stub", release.sd_stub.sha256.as_bytes())
+            .part("kernel", release.kernel.sha256.as_bytes())
+            .part("initramfs", sha256_hex(&initramfs).as_bytes())
+            .part("cmdline", im.cmdline.as_bytes())
+            .part("osrel", osrel.as_bytes())
+            .part("epoch", &epoch.to_le_bytes())
+            .part("profiles", &[u8::from(profiles_ok)]);
+        if let (Some(k), true) = (&signing, im.secure_boot) {
+            ukey.part("signed-by", k.cert_der());
+        }
+        let ukey = ukey.finish();
+        let uki_path = match cache.get("uki", &ukey, "uki.efi") {
+            Some(p) => {
+                from_cache += 1;
+                p
+            }
+            None => {
+                let reset = crate::assemble::uki::UkiProfile::reset_maintenance(&im.cmdline);
+                let extra = [reset];
+                let uki = build_uki(&UkiInputs {
+                    stub: &stub,
+                    kernel: &kernel,
+                    initrd: &initramfs,
+                    cmdline: &im.cmdline,
+                    os_release: &osrel,
+                    uname: uname.as_deref(),
+                    profiles: Some(if profiles_ok { &extra[..] } else { &[] }),
+                    epoch,
+                    ..UkiInputs::default()
+                })?;
+                let uki = match (&signing, im.secure_boot) {
+                    (Some(k), true) => sign_pe(&uki, k, epoch)?,
+                    _ => uki,
+                };
+                let tmp = work.join(format!("uki-{ukey}"));
+                write(&tmp, &uki)?;
+                cache.put("uki", &ukey, &[("uki.efi", tmp.as_path())])?.join("uki.efi")
+            }
+        };
+        let sd_boot_signed = match (&signing, im.secure_boot) {
+            (Some(k), true) => sign_pe(&sd_boot, k, epoch)?,
+            _ => sd_boot.clone(),
+        };
+        let sd_boot_path = work.join(format!("sd-boot-{}.efi", im.id));
+        write(&sd_boot_path, &sd_boot_signed)?;
+        let enroll = match (&signing, im.secure_boot) {
+            (Some(k), true) => Some(EnrollmentFiles::generate(k.cert_der(), k, None, epoch)?),
+            _ => None,
+        };
+        let enroll_mode = enroll_mode(plan.enroll_keys, &sd_boot);
+
+        let mut akey = Key::new("artifacts");
+        akey.part("uki", ukey.as_bytes())
+            .part("sd-boot", sha256_hex(&sd_boot_signed).as_bytes())
+            .part("version", version.as_bytes())
+            .part("enroll", enroll_mode.as_str().as_bytes())
+            .part("epoch", &epoch.to_le_bytes());
+        let akey = akey.finish();
+
+        for kind in &kinds {
+            match kind {
+                OutputKind::Uki => link_or_copy(&uki_path, &stage.join(&n.uki))?,
+                OutputKind::Pxe => {
+                    let spec = pxe::PxeSpec {
+                        arch: im.arch.clone(),
+                        platform: im.platform.clone(),
+                        kernel: release.kernel.path.clone(),
+                        initramfs: initramfs_path.clone(),
+                        cmdline: im.cmdline.clone(),
+                        base_url: None,
+                    };
+                    pxe::write_pxe(&stage, &spec)?;
+                }
+                OutputKind::Metal | OutputKind::Qcow2 => {
+                    let zst = format!("{}.zst", n.raw);
+                    let want = if *kind == OutputKind::Metal { zst.clone() } else { n.qcow2.clone() };
+                    let key = format!("{akey}-{}", if *kind == OutputKind::Metal { "metal" } else { "qcow2" });
+                    if let Some(p) = cache.get("artifacts", &key, &want) {
+                        from_cache += 1;
+                        link_or_copy(&p, &stage.join(&want))?;
+                        continue;
+                    }
+                    let raw = work.join(&n.raw);
+                    if !raw.exists() {
+                        let files = esp_files(&sd_boot_path, &uki_path, &version, enroll.as_ref(), enroll_mode);
+                        let spec = MetalImageSpec {
+                            esp_files: files,
+                            ..MetalImageSpec::sd_boot(
+                                (plan.contract.major, plan.contract.minor),
+                                SectorSize::B512,
+                                epoch,
+                            )
+                        };
+                        write_metal_image(&raw, &spec)?;
+                    }
+                    let made = work.join(&want);
+                    if *kind == OutputKind::Metal {
+                        compress::compress_file(&raw, &made, compress::Compression::Zstd)?;
+                    } else {
+                        qcow2::convert_to_qcow2(runner, &raw, &made, qcow2::TALOS_QCOW2_OPTIONS)?;
+                    }
+                    let entry = cache.put("artifacts", &key, &[(want.as_str(), made.as_path())])?;
+                    link_or_copy(&entry.join(&want), &stage.join(&want))?;
+                }
+                OutputKind::Iso => {
+                    let key = format!("{akey}-iso");
+                    if let Some(p) = cache.get("artifacts", &key, &n.iso) {
+                        from_cache += 1;
+                        link_or_copy(&p, &stage.join(&n.iso))?;
+                        continue;
+                    }
+                    let sb = match (&enroll, &signing) {
+                        (Some(e), Some(k)) => {
+                            let d = work.join(format!("iso-keys-{}", im.id));
+                            e.write_to(&d)?;
+                            let cert = d.join("uki-signing-cert.der");
+                            write(&cert, k.cert_der())?;
+                            Some(iso::IsoSecureBoot {
+                                enroll: iso_enroll(enroll_mode),
+                                signing_cert_der: cert,
+                                platform_key: d.join("PK.auth"),
+                                key_exchange_key: d.join("KEK.auth"),
+                                signature_db: d.join("db.auth"),
+                            })
+                        }
+                        _ => None,
+                    };
+                    let made = work.join(&n.iso);
+                    iso::build_iso(
+                        &made,
+                        &iso::IsoSpec {
+                            version: version.clone(),
+                            arch: im.arch.clone(),
+                            sd_boot: sd_boot_path.clone(),
+                            uki: uki_path.clone(),
+                            secure_boot: sb,
+                            epoch,
+                        },
+                    )?;
+                    let entry = cache.put("artifacts", &key, &[(n.iso.as_str(), made.as_path())])?;
+                    link_or_copy(&entry.join(&n.iso), &stage.join(&n.iso))?;
+                }
+                OutputKind::Installer => {
+                    let key = format!("{akey}-installer");
+                    if let Some(p) = cache.get("artifacts", &key, &n.installer) {
+                        from_cache += 1;
+                        link_or_copy(&p, &stage.join(&n.installer))?;
+                        continue;
+                    }
+                    let made = work.join(&n.installer);
+                    oci::write_installer(
+                        &made,
+                        &oci::InstallerSpec {
+                            arch: im.arch.clone(),
+                            version: version.clone(),
+                            secure_boot: im.secure_boot,
+                            artifacts: oci::InstallerArtifacts::SdBoot {
+                                systemd_boot: sd_boot_path.clone(),
+                                uki: uki_path.clone(),
+                            },
+                            ref_name: version.clone(),
+                            base: None,
+                            epoch,
+                        },
+                    )?;
+                    let entry = cache.put("artifacts", &key, &[(n.installer.as_str(), made.as_path())])?;
+                    link_or_copy(&entry.join(&n.installer), &stage.join(&n.installer))?;
+                }
+            }
+        }
+
+        // Schematic next to the images.
+        let sch = work.join("schematics").join(format!("{}.yaml", im.schematic_id));
+        write(&sch, im.schematic.as_bytes())?;
+        staged.push((im.id.clone(), stage));
+        image_records.push(ImageRecord {
+            id: im.id.clone(),
+            profile: im.profile.clone(),
+            schematic_id: im.schematic_id.clone(),
+            secure_boot: im.secure_boot,
+            cmdline: im.cmdline.clone(),
+            extensions: exts.iter().map(|e| (e.name().to_owned(), e.version().to_owned())).collect(),
+            initramfs_sha256: sha256_hex(&initramfs),
+            outputs: kinds.clone(),
+        });
+    }
+
+    // Move each finished image folder into place (replacing the previous build of that image).
+    let images_dir = opts.out.join("images");
+    std::fs::create_dir_all(&images_dir).map_err(|source| Error::Write { path: images_dir.clone(), source })?;
+    for (id, stage) in &staged {
+        let dest = images_dir.join(id);
+        if dest.exists() {
+            let old = work.join(format!("old-{id}"));
+            std::fs::rename(&dest, &old).map_err(|source| Error::Write { path: dest.clone(), source })?;
+        }
+        std::fs::rename(stage, &dest).map_err(|source| Error::Write { path: dest.clone(), source })?;
+    }
+    let sch_dir = work.join("schematics");
+    if sch_dir.is_dir() {
+        for e in std::fs::read_dir(&sch_dir).map_err(|source| Error::Read { path: sch_dir.clone(), source })?.flatten()
+        {
+            let dest = opts.out.join("schematics").join(e.file_name());
+            let bytes = read(&e.path())?;
+            crate::output::write_atomic(&dest, &bytes, crate::output::PUBLIC_MODE, crate::output::Overwrite::Replace)?;
+        }
+    }
+
+    let manifest = Manifest::collect(plan, release, epoch, &opts.out, image_records, &images_dir)?;
+    let manifest_path = opts.out.join("manifest.json");
+    crate::output::write_atomic(
+        &manifest_path,
+        manifest.to_json().as_bytes(),
+        crate::output::PUBLIC_MODE,
+        crate::output::Overwrite::Replace,
+    )?;
+    Ok(BuildReport { manifest, manifest_path, from_cache })
+}
+
+/// The ESP of a metal image, as Talos's sd-boot installer lays it out.
+fn esp_files(
+    sd_boot: &Path,
+    uki: &Path,
+    version: &str,
+    enroll: Option<&EnrollmentFiles>,
+    mode: EnrollKeys,
+) -> Vec<EspFile> {
+    let mut conf = String::from("# systemd-boot configuration\n\ntimeout 10\n");
+    let mut files = vec![
+        EspFile::file("EFI/boot/BOOTX64.efi", sd_boot.to_owned()),
+        EspFile::file(format!("EFI/Linux/Talos-{version}.efi"), uki.to_owned()),
+    ];
+    if let Some(e) = enroll {
+        conf.push_str(&format!("\nsecure-boot-enroll {}\n", mode.as_str()));
+        for (name, data) in e.files() {
+            files.push(EspFile::bytes(format!("loader/keys/auto/{name}"), data.to_vec()));
+        }
+    }
+    files.push(EspFile::bytes("loader/loader.conf", conf.into_bytes()));
+    files
+}
+
+/// The enrollment mode: the cluster file's, else Talos's `if-safe`, or `force` for systemd-boot older than 253
+/// (which does not know `if-safe`).
+fn enroll_mode(configured: Option<EnrollKeys>, sd_boot: &[u8]) -> EnrollKeys {
+    configured.unwrap_or_else(|| match systemd_version(sd_boot) {
+        Some(v) if v < 253 => EnrollKeys::Force,
+        _ => EnrollKeys::IfSafe,
+    })
+}
+
+/// The systemd major version in an sd-boot or sd-stub binary's `.sdmagic` (`systemd-boot 252.39` → 252).
+fn systemd_version(pe: &[u8]) -> Option<u32> {
+    if let Ok(Some(v)) = stub_version(pe) {
+        return crate::assemble::uki::major_version(&v);
+    }
+    // sd-boot's magic reads `#### LoaderInfo: systemd-boot 252.39 ####`.
+    let text = String::from_utf8_lossy(pe);
+    let rest = text.split("LoaderInfo: systemd-boot ").nth(1)?;
+    crate::assemble::uki::major_version(rest.split_whitespace().next()?)
+}
+
+fn iso_enroll(m: EnrollKeys) -> iso::EnrollKeys {
+    match m {
+        EnrollKeys::IfSafe => iso::EnrollKeys::IfSafe,
+        EnrollKeys::Manual => iso::EnrollKeys::Manual,
+        EnrollKeys::Force => iso::EnrollKeys::Force,
+        EnrollKeys::Off => iso::EnrollKeys::Off,
+    }
+}
+
+fn read(p: &Path) -> Result<Vec<u8>> {
+    std::fs::read(p).map_err(|source| Error::Read { path: p.to_owned(), source })
+}
+
+fn write(p: &Path, data: &[u8]) -> Result<()> {
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| Error::Write { path: parent.to_owned(), source })?;
+    }
+    std::fs::write(p, data).map_err(|source| Error::Write { path: p.to_owned(), source })
+}
