@@ -127,6 +127,9 @@ pub enum Error {
     #[error(transparent)]
     Assemble(#[from] AssembleError),
 
+    #[error(transparent)]
+    Release(#[from] crate::release::ReleaseError),
+
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -155,6 +158,11 @@ impl Error {
             Error::Tool(crate::tool::ToolError::Missing { .. }) => ErrorClass::MissingDependency,
             Error::Tool(_) => ErrorClass::Io,
             Error::Assemble(a) => a.class(),
+            Error::Release(r) => match r.class() {
+                crate::release::ReleaseErrorClass::BadInput => ErrorClass::BadInput,
+                crate::release::ReleaseErrorClass::MissingDependency => ErrorClass::MissingDependency,
+                crate::release::ReleaseErrorClass::Io => ErrorClass::Io,
+            },
             Error::Internal(_) => ErrorClass::Internal,
         }
     }

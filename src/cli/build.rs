@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use talforge_builder::build::{BuildOptions, build, cache::Cache, manifest::Manifest};
+use talforge_builder::build::{BuildOptions, build, manifest::Manifest};
 use talforge_builder::plan::{PlanOverrides, plan_cluster};
+use talforge_builder::release::{Cache, ReleaseSource};
 use talforge_builder::spec::cluster::OutputKind;
 use talforge_builder::tool::ToolRunner;
 
@@ -14,9 +15,10 @@ pub struct BuildArgs {
     /// Cluster file.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// Release directory (`usr/install/<arch>/...`, `extensions/<name>/`), overriding `talos.source`.
-    #[arg(long, value_name = "DIR")]
-    pub release: Option<PathBuf>,
+    /// Release source overriding `talos.source`: a release directory (`usr/install/<arch>/...`,
+    /// `extensions/<name>/`), an OCI image layout directory, or a registry prefix (ghcr.io/siderolabs).
+    #[arg(long, value_name = "DIR|REGISTRY")]
+    pub release: Option<String>,
     /// Output folder (default out/<cluster>); images go to OUT/images/<profile>-<schematic>/.
     #[arg(short = 'o', long = "out", value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -26,15 +28,21 @@ pub struct BuildArgs {
     /// Only the images of these profiles (repeatable).
     #[arg(long = "profile", value_name = "PROFILE")]
     pub profiles: Vec<String>,
-    /// Never use the network; fail if something is not local or cached.
+    /// Never use the network: image digests come from talforge.lock, blobs from the cache (exit 3 if missing).
     #[arg(long)]
     pub offline: bool,
+    /// Accept new digests for release or extension tags that moved since talforge.lock was written.
+    #[arg(long)]
+    pub update_lock: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// A build's output folder (holding manifest.json).
     pub dir: PathBuf,
+    /// Never use the network (the rebuild takes images from the cache).
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// `SOURCE_DATE_EPOCH`, the one place the build reads its clock from.
@@ -74,14 +82,17 @@ pub fn run_build(a: &BuildArgs, catalog: Option<&Path>) -> anyhow::Result<ExitCo
     let plan = plan_cluster(&file, &cat, &PlanOverrides::default())?;
     let opts = BuildOptions {
         out: a.out.clone().unwrap_or_else(|| PathBuf::from("out").join(&plan.cluster)),
-        release: a.release.clone(),
+        release: match &a.release {
+            Some(r) => Some(ReleaseSource::from_cli(r, &std::env::current_dir()?)?),
+            None => None,
+        },
         kinds: kinds(&a.kinds)?,
         profiles: a.profiles.clone(),
         epoch: epoch_from_env()?,
-        cache: Cache::default_root(),
+        cache: Cache::default_root()?,
+        offline: a.offline,
+        update_lock: a.update_lock,
     };
-    // A plain-directory release needs no network; --offline only forbids registry pulls.
-    let _ = a.offline;
     let report = build(&plan, &opts, ToolRunner::new)?;
     for art in &report.manifest.artifacts {
         println!("{}  {:>12}  {}", art.sha256, art.size, art.path);
@@ -103,11 +114,13 @@ pub fn run_verify(a: &VerifyArgs, catalog: Option<&Path>) -> anyhow::Result<Exit
     let tmp = tempdir_near(&a.dir)?;
     let opts = BuildOptions {
         out: tmp.clone(),
-        release: Some(PathBuf::from(&recorded.release.source)),
+        release: Some(ReleaseSource::from_cli(&recorded.release.source, Path::new("/"))?),
         kinds: None,
         profiles: recorded.images.iter().map(|i| i.profile.clone()).collect(),
         epoch: Some(recorded.epoch),
-        cache: Cache::default_root(),
+        cache: Cache::default_root()?,
+        offline: a.offline,
+        update_lock: false,
     };
     let result = build(&plan, &opts, ToolRunner::new);
     let rebuilt = match result {

@@ -13,6 +13,8 @@ const COMMANDS: &[&[&str]] = &[
     &["profile", "list"],
     &["profile", "show"],
     &["profile", "lint"],
+    &["build"],
+    &["verify"],
 ];
 
 #[test]

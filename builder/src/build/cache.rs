@@ -42,20 +42,9 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// `${TALFORGE_CACHE:-$HOME/.cache/talforge}/build`, or `root` when given.
+    /// A cache rooted at `root` (`$TALFORGE_CACHE/build`).
     pub fn new(root: PathBuf) -> Cache {
         Cache { root }
-    }
-
-    pub fn default_root() -> PathBuf {
-        match std::env::var_os("TALFORGE_CACHE") {
-            Some(p) => PathBuf::from(p),
-            None => match std::env::var_os("HOME") {
-                Some(h) => PathBuf::from(h).join(".cache/talforge"),
-                None => PathBuf::from(".cache/talforge"),
-            },
-        }
-        .join("build")
     }
 
     fn entry(&self, kind: &str, key: &str) -> PathBuf {

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::plan::ClusterPlan;
-use crate::release::{Release, hex};
+use crate::release::{Release, ReleaseSource, ResolvedExtension, hex};
 use crate::spec::cluster::OutputKind;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +36,50 @@ pub struct ReleaseRecord {
     pub initramfs: String,
     pub systemd_boot: String,
     pub systemd_stub: String,
+    /// Every extension the images use, as the cluster file wrote it and as it was resolved.
+    pub extensions: Vec<ExtensionRecord>,
+}
+
+impl ReleaseRecord {
+    /// What a build used: the source as `--release` would name it, the boot files' and extensions' digests.
+    pub fn new(release: &Release, source: &ReleaseSource, extensions: &[ResolvedExtension]) -> ReleaseRecord {
+        ReleaseRecord {
+            source: match source {
+                ReleaseSource::Registry(prefix) => prefix.clone(),
+                ReleaseSource::Dir(p) | ReleaseSource::OciLayout(p) => {
+                    std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).display().to_string()
+                }
+            },
+            kernel: release.kernel.sha256.clone(),
+            initramfs: release.initramfs.sha256.clone(),
+            systemd_boot: release.sd_boot.sha256.clone(),
+            systemd_stub: release.sd_stub.sha256.clone(),
+            extensions: extensions
+                .iter()
+                .map(|e| ExtensionRecord {
+                    reference: e.reference.clone(),
+                    name: e.name.clone(),
+                    version: e.version.clone(),
+                    image: e.image.clone(),
+                    digest: e.digest.as_ref().map(ToString::to_string),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One extension: its reference as written, its manifest's name and version, and the image and digest it
+/// was pulled from (none for a directory).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtensionRecord {
+    pub reference: String,
+    pub name: String,
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// An input file set and the digest of its contents.
@@ -105,7 +149,7 @@ impl Manifest {
     /// Records the plan's inputs and every file under `images_dir` (for the images just built).
     pub fn collect(
         plan: &ClusterPlan,
-        release: &Release,
+        release: ReleaseRecord,
         epoch: u64,
         out: &Path,
         images: Vec<ImageRecord>,
@@ -142,16 +186,7 @@ impl Manifest {
             cluster_file: std::fs::canonicalize(&plan.cluster_file).unwrap_or_else(|_| plan.cluster_file.clone()),
             talos_version: plan.talos_version.clone(),
             epoch,
-            release: ReleaseRecord {
-                source: std::fs::canonicalize(&release.root)
-                    .unwrap_or_else(|_| release.root.clone())
-                    .display()
-                    .to_string(),
-                kernel: release.kernel.sha256.clone(),
-                initramfs: release.initramfs.sha256.clone(),
-                systemd_boot: release.sd_boot.sha256.clone(),
-                systemd_stub: release.sd_stub.sha256.clone(),
-            },
+            release,
             profiles,
             overlays,
             images,

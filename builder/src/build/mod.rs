@@ -20,28 +20,33 @@ use crate::assemble::uki::{EnrollmentFiles, UkiInputs, build_uki, kernel_release
 use crate::assemble::{compress, iso, oci, pxe, qcow2};
 use crate::error::{Diagnostic, Error, Result};
 use crate::plan::{ClusterPlan, ImagePlan};
-use crate::release::{Release, sha256_hex};
+use crate::release::{FetchOptions, Release, ReleaseRequest, ReleaseSource, ResolvedExtension, sha256_hex};
 use crate::spec::cluster::{EnrollKeys, OutputKind};
 use crate::tool::ToolRunner;
 use crate::yaml::{FieldPath, Span};
 
 use cache::{Cache, Key, link_or_copy};
-use manifest::{ImageRecord, Manifest};
+use manifest::{ImageRecord, Manifest, ReleaseRecord};
 
 /// Everything about a build that is not in the plan.
 #[derive(Clone, Debug)]
 pub struct BuildOptions {
     /// The cluster output folder (`out/<cluster>`).
     pub out: PathBuf,
-    /// Release directory overriding the cluster file's `talos.source`.
-    pub release: Option<PathBuf>,
+    /// Release source overriding the cluster file's `talos.source` (`--release`).
+    pub release: Option<ReleaseSource>,
     /// Output kinds overriding the cluster file's `outputs`.
     pub kinds: Option<Vec<OutputKind>>,
     /// Only the images of these profiles (all when empty).
     pub profiles: Vec<String>,
     /// `SOURCE_DATE_EPOCH`; default: the release's epoch, else 0.
     pub epoch: Option<u64>,
+    /// The cache root (`$TALFORGE_CACHE`): pulled images under `oci/`, built pieces under `build/`.
     pub cache: PathBuf,
+    /// Never touch the network: every image digest from `talforge.lock`, every blob from the cache.
+    pub offline: bool,
+    /// Accept new digests for tags that moved since `talforge.lock` was written.
+    pub update_lock: bool,
 }
 
 /// What a build made.
@@ -103,32 +108,51 @@ fn clean_stale_work(out: &Path) {
 
 /// Builds every (selected) image of the plan.
 pub fn build(plan: &ClusterPlan, opts: &BuildOptions, runner_epoch: impl Fn(u64) -> ToolRunner) -> Result<BuildReport> {
-    let release_dir = match (&opts.release, &plan.release_dir) {
-        (Some(d), _) | (None, Some(d)) => d.clone(),
-        (None, None) => {
-            return Err(Error::unsupported(
-                "pulling releases from a registry is not available in this build yet: give the release directory \
-                 with --release DIR or talos.source.dir",
-            ));
-        }
-    };
     let images: Vec<&ImagePlan> =
         plan.images.iter().filter(|i| opts.profiles.is_empty() || opts.profiles.contains(&i.profile)).collect();
     if images.is_empty() {
         return Err(bad_input(&plan.cluster_file, format!("no image matches the profiles {:?}", opts.profiles)));
     }
     let arch = images[0].arch.clone();
-    let release = Release::open_dir(&release_dir, &arch)?;
+    if let Some(other) = images.iter().find(|i| i.arch != arch) {
+        return Err(Error::unsupported(format!(
+            "one build for two architectures ({arch} and {}): build each with --profile",
+            other.arch
+        )));
+    }
+    let mut extensions: Vec<String> = Vec::new();
+    for r in images.iter().flat_map(|i| &i.extensions) {
+        if !extensions.contains(r) {
+            extensions.push(r.clone());
+        }
+    }
+    let request = ReleaseRequest {
+        source: opts.release.clone().unwrap_or_else(|| plan.release_source.clone()),
+        talos_version: plan.talos_version.clone(),
+        arch: arch.clone(),
+        extensions,
+        base_dir: plan.cluster_file.parent().map(Path::to_owned).unwrap_or_default(),
+    };
+    let mut fetch = FetchOptions::new(crate::release::Cache::new(&opts.cache));
+    fetch.lock_path = Some(crate::release::lock_path_for(&plan.cluster_file));
+    fetch.offline = opts.offline;
+    fetch.update_lock = opts.update_lock;
+    let fetched = crate::release::fetch_release(&request, &fetch)?;
+    if fetched.lock_written {
+        tracing::info!(lock = %fetch.lock_path.as_deref().unwrap_or(Path::new("")).display(), "pinned release digests");
+    }
+    let release = fetched.release;
     let epoch = opts.epoch.or(release.epoch).unwrap_or(0);
     let runner = runner_epoch(epoch);
-    let cache = Cache::new(opts.cache.clone());
+    let cache = Cache::new(opts.cache.join("build"));
 
     std::fs::create_dir_all(&opts.out).map_err(|source| Error::Write { path: opts.out.clone(), source })?;
     clean_stale_work(&opts.out);
     let work = opts.out.join(format!(".work-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|source| Error::Write { path: work.clone(), source })?;
-    let result = build_in(plan, opts, &release, epoch, &runner, &cache, &work, &images);
+    let result =
+        build_in(plan, opts, &release, &request.source, &fetched.extensions, epoch, &runner, &cache, &work, &images);
     let _ = std::fs::remove_dir_all(&work);
     result
 }
@@ -138,6 +162,8 @@ fn build_in(
     plan: &ClusterPlan,
     opts: &BuildOptions,
     release: &Release,
+    source: &ReleaseSource,
+    resolved: &[ResolvedExtension],
     epoch: u64,
     runner: &ToolRunner,
     cache: &Cache,
@@ -150,7 +176,6 @@ fn build_in(
     let sd_boot = read(&release.sd_boot.path)?;
     let version = plan.talos_version.clone();
     let uname = kernel_release(&kernel);
-    let cluster_dir = plan.cluster_file.parent().map(Path::to_owned).unwrap_or_default();
 
     let needs_keys = images.iter().any(|i| i.secure_boot);
     let signing = if needs_keys { Some(keys::load_or_create(&plan.secure_boot_keys)?) } else { None };
@@ -169,17 +194,8 @@ fn build_in(
         // Extensions, by reference, from the release (or a directory).
         let mut exts = Vec::new();
         for r in &im.extensions {
-            let dir = release.find_extension(r, &cluster_dir).ok_or_else(|| {
-                let known: Vec<&str> = release.extensions.keys().map(String::as_str).collect();
-                bad_input(
-                    &plan.cluster_file,
-                    format!(
-                        "image {}: unknown extension {r:?}: not in the release at {} (it has: {})",
-                        im.id,
-                        release.root.display(),
-                        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
-                    ),
-                )
+            let dir = resolved.iter().find(|e| &e.reference == r).map(|e| e.dir.clone()).ok_or_else(|| {
+                Error::Internal(format!("extension {r:?} of image {} was not fetched with the release", im.id))
             })?;
             let ext = Extension::load(&dir)?;
             ext.check_compatible(&plan.quirks.version)?;
@@ -416,7 +432,14 @@ fn build_in(
         }
     }
 
-    let manifest = Manifest::collect(plan, release, epoch, &opts.out, image_records, &images_dir)?;
+    let manifest = Manifest::collect(
+        plan,
+        ReleaseRecord::new(release, source, resolved),
+        epoch,
+        &opts.out,
+        image_records,
+        &images_dir,
+    )?;
     let manifest_path = opts.out.join("manifest.json");
     crate::output::write_atomic(
         &manifest_path,

@@ -87,8 +87,9 @@ pub struct ClusterPlan {
     /// Command-line patches per role: applied last, after node patches.
     #[serde(skip)]
     pub cli_patches: BTreeMap<Role, Vec<PatchInput>>,
-    /// The release directory (`talos.source.dir`, absolute), when the cluster file names one.
-    pub release_dir: Option<PathBuf>,
+    /// Where the Talos release comes from (`talos.source`; relative paths made absolute).
+    #[serde(skip)]
+    pub release_source: crate::release::ReleaseSource,
     /// Where the Secure Boot signing key lives (absolute).
     pub secure_boot_keys: PathBuf,
     #[serde(skip)]
@@ -196,6 +197,10 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
                 root.key("talos").key("source"),
                 format!("expected exactly one of registry, ociLayout, dir; found {n}"),
             ));
+        } else if let Some(r) = &s.registry
+            && let Err(e) = crate::release::ReleaseSource::from_spec(Some(r), None, None, Path::new("/"))
+        {
+            errors.push(src.diag(root.key("talos").key("source").key("registry"), e.to_string()));
         }
     }
 
@@ -513,7 +518,15 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
 
     let secrets = if spec.secrets.is_absolute() { spec.secrets.clone() } else { base_dir.join(&spec.secrets) };
     let absolute = |p: &Path| if p.is_absolute() { p.to_owned() } else { base_dir.join(p) };
-    let release_dir = spec.talos.source.as_ref().and_then(|s| s.dir.as_deref()).map(absolute);
+    let release_source = match &spec.talos.source {
+        None => crate::release::ReleaseSource::default(),
+        Some(s) => crate::release::ReleaseSource::from_spec(
+            s.registry.as_deref(),
+            s.oci_layout.as_deref(),
+            s.dir.as_deref(),
+            &base_dir,
+        )?,
+    };
     let secure_boot_keys = absolute(&spec.secure_boot.keys);
     let profile_files: BTreeMap<String, Vec<PathBuf>> =
         profiles.iter().map(|(k, p)| (k.clone(), p.files.clone())).collect();
@@ -538,7 +551,7 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
         gen_options,
         role_patches,
         cli_patches,
-        release_dir,
+        release_source,
         secure_boot_keys,
         enroll_keys: spec.secure_boot.enroll_keys,
         profile_files,

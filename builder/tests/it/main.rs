@@ -7,6 +7,8 @@ mod fidelity;
 mod initramfs;
 mod initramfs_common;
 mod initramfs_fixture;
+mod registry;
+mod registry_support;
 mod robustness;
 mod snapshots_profiles;
 mod support;

@@ -1,16 +1,17 @@
-//! Talos release inputs: the kernel, initramfs and systemd-boot binaries of a release, and the extension
-//! images that go into an image.
+//! A Talos release read from a plain directory: the kernel, initramfs and systemd-boot binaries, and the
+//! extension directories that go into an image.
 //!
-//! A release is read from a plain directory laid out like Talos's imager image (`usr/install/<arch>/...`,
-//! extensions under `extensions/<name>/`). Every input is identified by its sha256, which the manifest
-//! records and the cache keys on.
+//! The directory is laid out like Talos's imager image (`usr/install/<arch>/...`, extensions under
+//! `extensions/<name>/`). The registry and OCI-layout sources extract images into the cache in this same
+//! layout and open the result with [`Release::open_dir`]. Every input is identified by its sha256, which the
+//! manifest records and the cache keys on.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use super::error::{ReleaseError, Result};
 
 /// The release files the builder needs, per architecture.
 pub const KERNEL: &str = "vmlinuz";
@@ -28,8 +29,25 @@ pub struct Blob {
 
 impl Blob {
     pub fn read(path: &Path) -> Result<(Blob, Vec<u8>)> {
-        let data = std::fs::read(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+        let data = std::fs::read(path).map_err(|source| ReleaseError::read(path, source))?;
         Ok((Blob { path: path.to_owned(), size: data.len() as u64, sha256: sha256_hex(&data) }, data))
+    }
+
+    /// The blob for a file, hashed as a stream (release files are tens of megabytes).
+    pub fn hash_file(path: &Path) -> Result<Blob> {
+        let mut f = std::fs::File::open(path).map_err(|source| ReleaseError::read(path, source))?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = std::io::Read::read(&mut f, &mut buf).map_err(|source| ReleaseError::read(path, source))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            size += n as u64;
+        }
+        Ok(Blob { path: path.to_owned(), size, sha256: hex(&h.finalize()) })
     }
 }
 
@@ -72,18 +90,13 @@ impl Release {
             }
         }
         if !missing.is_empty() {
-            return Err(Error::Input(Box::new(crate::error::Diagnostic::new(
-                root,
-                crate::yaml::Span::UNKNOWN,
-                crate::yaml::FieldPath::root(),
-                format!("not a Talos release for {arch}: missing {}", missing.join(", ")),
-            ))));
+            return Err(ReleaseError::NotARelease { root: root.to_owned(), arch: arch.to_owned(), missing });
         }
-        let blob = |f: &str| -> Result<Blob> { Ok(Blob::read(&dir.join(f))?.0) };
+        let blob = |f: &str| -> Result<Blob> { Blob::hash_file(&dir.join(f)) };
         let mut extensions = BTreeMap::new();
         let ext_dir = root.join("extensions");
         if ext_dir.is_dir() {
-            let rd = std::fs::read_dir(&ext_dir).map_err(|source| Error::Read { path: ext_dir.clone(), source })?;
+            let rd = std::fs::read_dir(&ext_dir).map_err(|source| ReleaseError::read(&ext_dir, source))?;
             for e in rd.flatten() {
                 if e.path().join("manifest.yaml").is_file()
                     && let Some(name) = e.file_name().to_str()
@@ -97,7 +110,6 @@ impl Release {
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v.get("sourceDateEpoch").and_then(serde_json::Value::as_u64));
         Ok(Release {
-            epoch,
             root: root.to_owned(),
             arch: arch.to_owned(),
             kernel: blob(KERNEL)?,
@@ -105,12 +117,17 @@ impl Release {
             sd_boot: blob(SD_BOOT)?,
             sd_stub: blob(SD_STUB)?,
             extensions,
+            epoch,
         })
     }
 
-    /// The extension directory for a reference: `<namespace>/<name>` is looked up as `extensions/<name>` in the
-    /// release (the release directory is its own catalogue); a path (`./x`, `/x`) is used as it is.
+    /// The extension directory for a reference. A reference [`super::fetch_release`] resolved is found under
+    /// the text it was written as; otherwise `<namespace>/<name>` is looked up as `extensions/<name>` in the
+    /// release (the release directory is its own catalogue), and a path (`./x`, `/x`) is used as it is.
     pub fn find_extension(&self, reference: &str, base: &Path) -> Option<PathBuf> {
+        if let Some(p) = self.extensions.get(reference) {
+            return Some(p.clone());
+        }
         if reference.starts_with("./") || reference.starts_with("../") || reference.starts_with('/') {
             let p = base.join(reference);
             return p.join("manifest.yaml").is_file().then_some(p);
