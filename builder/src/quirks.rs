@@ -11,6 +11,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::spec::profile::Bootloader;
 use crate::spec::units::Version;
 
 /// The oldest and newest Talos minor versions talforge generates for.
@@ -203,10 +204,11 @@ impl Quirks {
         args
     }
 
-    /// The boot loader of UEFI disk images: Talos uses sd-boot for Secure Boot and arm64, and dual-boot
-    /// (sd-boot + GRUB for BIOS) on amd64 otherwise. talforge builds the UEFI sd-boot half.
-    pub fn bootloader(&self) -> &'static str {
-        "sd-boot"
+    /// The boot loader Talos's imager picks for a disk image when none is asked for (`selectBootloader`):
+    /// sd-boot with Secure Boot and on arm64, dual-boot (sd-boot for UEFI + GRUB for BIOS) on amd64.
+    /// A schematic names the boot loader only when it differs from this.
+    pub fn default_bootloader(&self, arch: &str, secure_boot: bool) -> Bootloader {
+        if secure_boot || arch == "arm64" { Bootloader::SdBoot } else { Bootloader::DualBoot }
     }
 
     /// The Image Factory installer image for a schematic (what `machine.install.image` /

@@ -63,15 +63,9 @@ fn kinds(list: &[String]) -> anyhow::Result<Option<Vec<OutputKind>>> {
     }
     let mut out = Vec::new();
     for k in list {
-        out.push(match k.as_str() {
-            "metal" => OutputKind::Metal,
-            "iso" => OutputKind::Iso,
-            "uki" => OutputKind::Uki,
-            "pxe" => OutputKind::Pxe,
-            "installer" => OutputKind::Installer,
-            "qcow2" => OutputKind::Qcow2,
-            other => anyhow::bail!("--kind: expected one of metal, iso, uki, pxe, installer, qcow2; found {other:?}"),
-        });
+        out.push(OutputKind::parse(k).ok_or_else(|| {
+            anyhow::anyhow!("--kind: expected one of metal, iso, uki, pxe, installer, qcow2; found {k:?}")
+        })?);
     }
     Ok(Some(out))
 }

@@ -49,9 +49,12 @@ pub enum Command {
 }
 
 pub fn init_logging(verbose: u8) {
+    // -v and -vv raise talforge's own crates; dependencies stay at warn (backhand logs every squashfs read at
+    // info), unless -vvv or TALFORGE_LOG asks for them.
     let level = match verbose {
         0 => "warn",
-        1 => "info",
+        1 => "warn,talforge=info,talforge_builder=info,talforge_testbed=info",
+        2 => "warn,talforge=debug,talforge_builder=debug,talforge_testbed=debug",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TALFORGE_LOG")

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod keys;
 pub mod manifest;
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
@@ -18,10 +19,11 @@ use crate::assemble::disk::{EspFile, MetalImageSpec, SectorSize, write_metal_ima
 use crate::assemble::initramfs::{Extension, build_initramfs, content_key};
 use crate::assemble::uki::{EnrollmentFiles, UkiInputs, build_uki, kernel_release, sign_pe, stub_version};
 use crate::assemble::{compress, iso, oci, pxe, qcow2};
-use crate::error::{Diagnostic, Error, Result};
+use crate::error::{AssembleError, Diagnostic, Error, Result};
 use crate::plan::{ClusterPlan, ImagePlan};
 use crate::release::{FetchOptions, Release, ReleaseRequest, ReleaseSource, ResolvedExtension, sha256_hex};
 use crate::spec::cluster::{EnrollKeys, OutputKind};
+use crate::spec::profile::Bootloader;
 use crate::tool::ToolRunner;
 use crate::yaml::{FieldPath, Span};
 
@@ -113,6 +115,26 @@ pub fn build(plan: &ClusterPlan, opts: &BuildOptions, runner_epoch: impl Fn(u64)
     if images.is_empty() {
         return Err(bad_input(&plan.cluster_file, format!("no image matches the profiles {:?}", opts.profiles)));
     }
+    for im in &images {
+        let kinds: Vec<OutputKind> = opts.kinds.clone().unwrap_or_else(|| im.outputs.clone());
+        let booting: Vec<&str> = kinds
+            .iter()
+            .filter(|k| matches!(k, OutputKind::Metal | OutputKind::Iso | OutputKind::Qcow2))
+            .map(|k| k.as_str())
+            .collect();
+        if im.bootloader != Bootloader::SdBoot.as_str() && !booting.is_empty() {
+            let mut d = im.bootloader_at.clone();
+            d.message = format!(
+                "unsupported: bootloader {} for the {} image of {}: talforge builds UEFI sd-boot disk images only \
+                 (GRUB and dual-boot are not implemented yet); use bootloader: sd-boot on UEFI machines, or build \
+                 only uki/pxe/installer outputs",
+                im.bootloader,
+                booting.join("/"),
+                im.id
+            );
+            return Err(Error::Input(Box::new(d)));
+        }
+    }
     let arch = images[0].arch.clone();
     if let Some(other) = images.iter().find(|i| i.arch != arch) {
         return Err(Error::unsupported(format!(
@@ -141,35 +163,54 @@ pub fn build(plan: &ClusterPlan, opts: &BuildOptions, runner_epoch: impl Fn(u64)
     if fetched.lock_written {
         tracing::info!(lock = %fetch.lock_path.as_deref().unwrap_or(Path::new("")).display(), "pinned release digests");
     }
-    let release = fetched.release;
-    let epoch = opts.epoch.or(release.epoch).unwrap_or(0);
+    // Every extension is read and checked against the Talos version before anything is written.
+    let mut loaded = BTreeMap::new();
+    for e in &fetched.extensions {
+        let ext = Extension::load(&e.dir)?;
+        ext.check_compatible(&plan.quirks.version)?;
+        loaded.insert(e.reference.clone(), ext);
+    }
+    let epoch = opts.epoch.or(fetched.release.epoch).unwrap_or(0);
+    let inputs =
+        Inputs { release: &fetched.release, source: &request.source, resolved: &fetched.extensions, loaded, epoch };
     let runner = runner_epoch(epoch);
     let cache = Cache::new(opts.cache.join("build"));
 
+    let created_out = !opts.out.exists();
     std::fs::create_dir_all(&opts.out).map_err(|source| Error::Write { path: opts.out.clone(), source })?;
     clean_stale_work(&opts.out);
     let work = opts.out.join(format!(".work-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|source| Error::Write { path: work.clone(), source })?;
-    let result =
-        build_in(plan, opts, &release, &request.source, &fetched.extensions, epoch, &runner, &cache, &work, &images);
+    let result = build_in(plan, opts, &inputs, &runner, &cache, &work, &images);
     let _ = std::fs::remove_dir_all(&work);
+    if result.is_err() && created_out {
+        // Leave no trace of a failed first build (remove_dir refuses a folder that holds anything).
+        let _ = std::fs::remove_dir(&opts.out);
+    }
     result
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the images are built from: the fetched release and its checked extensions.
+struct Inputs<'a> {
+    release: &'a Release,
+    source: &'a ReleaseSource,
+    resolved: &'a [ResolvedExtension],
+    /// The loaded extensions by reference as written.
+    loaded: BTreeMap<String, Extension>,
+    epoch: u64,
+}
+
 fn build_in(
     plan: &ClusterPlan,
     opts: &BuildOptions,
-    release: &Release,
-    source: &ReleaseSource,
-    resolved: &[ResolvedExtension],
-    epoch: u64,
+    inputs: &Inputs<'_>,
     runner: &ToolRunner,
     cache: &Cache,
     work: &Path,
     images: &[&ImagePlan],
 ) -> Result<BuildReport> {
+    let (release, epoch) = (inputs.release, inputs.epoch);
     let kernel = read(&release.kernel.path)?;
     let base_initramfs = read(&release.initramfs.path)?;
     let stub = read(&release.sd_stub.path)?;
@@ -194,12 +235,10 @@ fn build_in(
         // Extensions, by reference, from the release (or a directory).
         let mut exts = Vec::new();
         for r in &im.extensions {
-            let dir = resolved.iter().find(|e| &e.reference == r).map(|e| e.dir.clone()).ok_or_else(|| {
+            let ext = inputs.loaded.get(r).ok_or_else(|| {
                 Error::Internal(format!("extension {r:?} of image {} was not fetched with the release", im.id))
             })?;
-            let ext = Extension::load(&dir)?;
-            ext.check_compatible(&plan.quirks.version)?;
-            exts.push(ext);
+            exts.push(ext.clone());
         }
 
         // Initramfs: release initramfs + extensions.
@@ -211,7 +250,9 @@ fn build_in(
             }
             None => {
                 let wd = work.join(format!("initramfs-{}", im.id));
+                let t = std::time::Instant::now();
                 let art = build_initramfs(&base_initramfs, &exts, &plan.quirks.version, epoch, runner, &wd)?;
+                tracing::info!(image = %im.id, ms = t.elapsed().as_millis() as u64, "initramfs built");
                 let entry = cache.put("initramfs", &ikey, &[("initramfs.xz", art.path.as_path())])?;
                 let _ = std::fs::remove_dir_all(&wd);
                 entry.join("initramfs.xz")
@@ -309,22 +350,24 @@ fn build_in(
                     let raw = work.join(&n.raw);
                     if !raw.exists() {
                         let files = esp_files(&sd_boot_path, &uki_path, &version, enroll.as_ref(), enroll_mode);
+                        let sector = SectorSize::from_bytes(plan.sector_size).map_err(AssembleError::from)?;
                         let spec = MetalImageSpec {
                             esp_files: files,
-                            ..MetalImageSpec::sd_boot(
-                                (plan.contract.major, plan.contract.minor),
-                                SectorSize::B512,
-                                epoch,
-                            )
+                            disk_size: plan.disk_image_size,
+                            ..MetalImageSpec::sd_boot((plan.contract.major, plan.contract.minor), sector, epoch)
                         };
+                        let t = std::time::Instant::now();
                         write_metal_image(&raw, &spec)?;
+                        tracing::info!(image = %im.id, ms = t.elapsed().as_millis() as u64, "metal disk written");
                     }
                     let made = work.join(&want);
+                    let t = std::time::Instant::now();
                     if *kind == OutputKind::Metal {
                         compress::compress_file(&raw, &made, compress::Compression::Zstd)?;
                     } else {
                         qcow2::convert_to_qcow2(runner, &raw, &made, qcow2::TALOS_QCOW2_OPTIONS)?;
                     }
+                    tracing::info!(image = %im.id, file = %want, ms = t.elapsed().as_millis() as u64, "written");
                     let entry = cache.put("artifacts", &key, &[(want.as_str(), made.as_path())])?;
                     link_or_copy(&entry.join(&want), &stage.join(&want))?;
                 }
@@ -352,6 +395,7 @@ fn build_in(
                         _ => None,
                     };
                     let made = work.join(&n.iso);
+                    let t = std::time::Instant::now();
                     iso::build_iso(
                         &made,
                         &iso::IsoSpec {
@@ -363,6 +407,7 @@ fn build_in(
                             epoch,
                         },
                     )?;
+                    tracing::info!(image = %im.id, file = %n.iso, ms = t.elapsed().as_millis() as u64, "written");
                     let entry = cache.put("artifacts", &key, &[(n.iso.as_str(), made.as_path())])?;
                     link_or_copy(&entry.join(&n.iso), &stage.join(&n.iso))?;
                 }
@@ -434,7 +479,7 @@ fn build_in(
 
     let manifest = Manifest::collect(
         plan,
-        ReleaseRecord::new(release, source, resolved),
+        ReleaseRecord::new(release, inputs.source, inputs.resolved),
         epoch,
         &opts.out,
         image_records,

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::assemble::disk::{SectorSize, sd_boot_metal_disk_size, sd_boot_min_disk_size};
 use crate::error::{Diagnostic, Diagnostics, Error, Result};
 use crate::machine_config::generate::{
     BondPlan, DiskSelector, GenOptions, InstallTarget, LinkPlan, LinkSelector, NodeFacts,
@@ -22,7 +23,7 @@ use crate::schematic::Schematic;
 use crate::spec::catalog::Catalog;
 use crate::spec::cluster::{ClusterSpec, NodeSpec, OutputKind};
 use crate::spec::profile::{DiskBus, DiskRole};
-use crate::spec::units::{IpCidr, Version};
+use crate::spec::units::{ByteSize, IpCidr, Version};
 use crate::spec::{PatchRef, Role, Source};
 use crate::yaml::{FieldPath, Node};
 
@@ -90,6 +91,10 @@ pub struct ClusterPlan {
     /// Where the Talos release comes from (`talos.source`; relative paths made absolute).
     #[serde(skip)]
     pub release_source: crate::release::ReleaseSource,
+    /// Bytes of the metal raw image (`diskImage.size`, else Talos's default).
+    pub disk_image_size: u64,
+    /// Logical sector size of the metal image: 512 or 4096.
+    pub sector_size: u32,
     /// Where the Secure Boot signing key lives (absolute).
     pub secure_boot_keys: PathBuf,
     #[serde(skip)]
@@ -113,6 +118,9 @@ pub struct ImagePlan {
     pub platform: String,
     pub secure_boot: bool,
     pub bootloader: String,
+    /// Where the profile decided the boot loader (for build errors about it).
+    #[serde(skip)]
+    pub bootloader_at: crate::error::Diagnostic,
     pub extensions: Vec<String>,
     /// Extra kernel arguments (the schematic's `extraKernelArgs`).
     pub extra_kernel_args: Vec<String>,
@@ -203,6 +211,48 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
             errors.push(src.diag(root.key("talos").key("source").key("registry"), e.to_string()));
         }
     }
+
+    // The metal disk image's sector and total size.
+    let sector_size = match spec.disk_image.sector_size {
+        None | Some(512) => SectorSize::B512,
+        Some(4096) => SectorSize::B4096,
+        Some(other) => {
+            errors.push(
+                src.diag(root.key("diskImage").key("sectorSize"), format!("expected 512 or 4096; found {other}")),
+            );
+            SectorSize::B512
+        }
+    };
+    let (major, minor) = (quirks.contract.major, quirks.contract.minor);
+    let disk_image_size = match spec.disk_image.size {
+        None => sd_boot_metal_disk_size(major, minor),
+        Some(size) => {
+            let need = sd_boot_min_disk_size(major, minor, sector_size);
+            let p = root.key("diskImage").key("size");
+            if size.0 < need {
+                errors.push(src.diag(
+                    p,
+                    format!(
+                        "disk image too small: {size} cannot hold the EFI and META partitions of Talos {}.{}, which \
+                         need at least {} MiB",
+                        major,
+                        minor,
+                        need.div_ceil(ByteSize::MIB)
+                    ),
+                ));
+            } else if !size.0.is_multiple_of(u64::from(sector_size.bytes())) {
+                errors.push(src.diag(
+                    p,
+                    format!(
+                        "expected a multiple of the {}-byte sector size; found {} bytes",
+                        sector_size.bytes(),
+                        size.0
+                    ),
+                ));
+            }
+            size.0
+        }
+    };
 
     if spec.nodes.is_empty() {
         errors.push(src.diag(root.key("nodes"), "a cluster needs at least one node"));
@@ -406,9 +456,35 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
             }
         };
         let extensions: Vec<String> = extensions.into_iter().collect();
+        if spec.outputs.contains(&OutputKind::Metal)
+            && let Some(d) = prof.disks.iter().find(|d| d.role == DiskRole::Install)
+            && d.size.0 < disk_image_size
+        {
+            errors.push(src.diag(
+                p.key("profile"),
+                format!(
+                    "disk too small: profile {}'s install disk {:?} is {}, smaller than the {} MiB metal image \
+                     (diskImage.size)",
+                    prof.name,
+                    d.name,
+                    d.size,
+                    disk_image_size.div_ceil(ByteSize::MIB)
+                ),
+            ));
+            continue;
+        }
+        let bootloader = prof.firmware.bootloader;
+        let talos_default = quirks.default_bootloader(prof.arch.as_str(), prof.firmware.secure_boot);
         let schematic = Schematic {
             extensions: extensions.clone(),
             extra_kernel_args: kargs.clone(),
+            bootloader: (bootloader != talos_default).then(|| bootloader.as_str().to_owned()),
+            enroll_keys: spec
+                .secure_boot
+                .enroll_keys
+                .filter(|k| prof.firmware.secure_boot && *k != crate::spec::cluster::EnrollKeys::IfSafe)
+                .map(|k| k.as_str().to_owned()),
+            sector_size: (sector_size != SectorSize::B512).then(|| sector_size.bytes()),
             secure_boot: prof.firmware.secure_boot,
         };
         let (schematic_yaml, schematic_id) = schematic.render();
@@ -428,7 +504,8 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
                     arch: prof.arch.as_str().to_owned(),
                     platform: Platform::Metal.as_str().to_owned(),
                     secure_boot: prof.firmware.secure_boot,
-                    bootloader: quirks.bootloader().to_owned(),
+                    bootloader: bootloader.as_str().to_owned(),
+                    bootloader_at: prof.firmware.bootloader_at.clone(),
                     extensions,
                     extra_kernel_args: kargs.clone(),
                     cmdline: cmdline.join(" "),
@@ -552,6 +629,8 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
         role_patches,
         cli_patches,
         release_source,
+        disk_image_size,
+        sector_size: sector_size.bytes(),
         secure_boot_keys,
         enroll_keys: spec.secure_boot.enroll_keys,
         profile_files,

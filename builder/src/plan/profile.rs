@@ -14,8 +14,8 @@ use crate::error::{Diagnostic, Error, Result};
 use crate::spec::Source;
 use crate::spec::catalog::{Catalog, LoadedProfile};
 use crate::spec::profile::{
-    Arch, BondSpec, CpuSpec, CpuVendor, DiskRole, DiskSpec, EmulationSpec, FirmwareKind, GpuSpec, GpuVendor,
-    KernelModuleSpec, NicSpec, SmbiosSpec,
+    Arch, BondSpec, Bootloader, CpuSpec, CpuVendor, DiskRole, DiskSpec, EmulationSpec, FirmwareKind, GpuSpec,
+    GpuVendor, KernelModuleSpec, NicSpec, SmbiosSpec,
 };
 use crate::spec::units::ByteSize;
 use crate::yaml::FieldPath;
@@ -61,6 +61,11 @@ pub struct Firmware {
     pub secure_boot: bool,
     pub tpm: bool,
     pub serial_console: Option<String>,
+    pub bootloader: Bootloader,
+    /// Where the boot loader was decided (`firmware.bootloader`, or `firmware.type` for the default), for
+    /// errors about it.
+    #[serde(skip)]
+    pub bootloader_at: Diagnostic,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -129,6 +134,8 @@ fn merge_chain(chain: &[LoadedProfile]) -> Result<ResolvedProfile> {
     let mut model = None;
     let mut arch = None;
     let mut fw_kind = None;
+    let mut fw_kind_origin = Origin(0);
+    let mut bootloader: Option<(Bootloader, Origin)> = None;
     let mut secure_boot = None;
     let mut tpm = None;
     let mut serial_console = None;
@@ -160,7 +167,13 @@ fn merge_chain(chain: &[LoadedProfile]) -> Result<ResolvedProfile> {
         take!(arch, s.arch);
         take!(memory, s.memory);
         if let Some(fw) = &s.firmware {
-            take!(fw_kind, fw.kind);
+            if fw.kind.is_some() {
+                fw_kind = fw.kind;
+                fw_kind_origin = o;
+            }
+            if let Some(b) = fw.bootloader {
+                bootloader = Some((b, o));
+            }
             take!(secure_boot, fw.secure_boot);
             take!(tpm, fw.tpm);
             take!(serial_console, fw.serial_console);
@@ -353,6 +366,24 @@ fn merge_chain(chain: &[LoadedProfile]) -> Result<ResolvedProfile> {
             child.source.diag(root.key("firmware").key("secureBoot"), "Secure Boot needs UEFI firmware (type: uefi)"),
         );
     }
+    // The boot loader: as written, else sd-boot for UEFI machines and GRUB for BIOS ones (a profile knows its
+    // firmware, so the image needs no second boot path).
+    let bl_path = root.key("firmware").key("bootloader");
+    match bootloader {
+        Some((b, o)) if secure_boot && b != Bootloader::SdBoot => errors
+            .push(src(o).diag(bl_path.clone(), format!("Secure Boot images boot with sd-boot; found {}", b.as_str()))),
+        Some((Bootloader::SdBoot, o)) if kind == FirmwareKind::Bios => errors.push(
+            src(o).diag(bl_path.clone(), "sd-boot needs UEFI firmware; BIOS machines boot with grub or dual-boot"),
+        ),
+        _ => {}
+    }
+    let (bootloader, bootloader_at) = match bootloader {
+        Some((b, o)) => (b, src(o).diag(bl_path, "")),
+        None if kind == FirmwareKind::Bios => {
+            (Bootloader::Grub, src(fw_kind_origin).diag(root.key("firmware").key("type"), ""))
+        }
+        None => (Bootloader::SdBoot, child.source.diag(root.key("firmware"), "")),
+    };
 
     if !errors.is_empty() {
         return Err(if errors.len() == 1 {
@@ -399,7 +430,7 @@ fn merge_chain(chain: &[LoadedProfile]) -> Result<ResolvedProfile> {
         vendor,
         model,
         arch: arch.unwrap_or(Arch::Amd64),
-        firmware: Firmware { kind, secure_boot, tpm: tpm.unwrap_or(false), serial_console },
+        firmware: Firmware { kind, secure_boot, tpm: tpm.unwrap_or(false), serial_console, bootloader, bootloader_at },
         cpu,
         memory,
         nics: nics.0,

@@ -42,6 +42,9 @@ pub struct ClusterSpec {
     /// Secure Boot signing keys and enrollment, for profiles with Secure Boot.
     #[serde(default)]
     pub secure_boot: SecureBootSpec,
+    /// Metal disk image options (Talos imager `imageOptions`).
+    #[serde(default)]
+    pub disk_image: DiskImageSpec,
     #[serde(default)]
     pub network: ClusterNetworkSpec,
     /// Extra names and addresses for the Talos and Kubernetes API certificates.
@@ -60,6 +63,20 @@ pub struct ClusterSpec {
     /// Only the lab reads this.
     #[serde(default)]
     pub lab: LabSpec,
+}
+
+/// Metal disk image options.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DiskImageSpec {
+    /// Size of the raw image (`imageOptions.diskSize`); default Talos's for the version (2246 MiB for an
+    /// sd-boot image from Talos 1.11).
+    #[serde(default)]
+    pub size: Option<crate::spec::units::ByteSize>,
+    /// Logical sector size, 512 or 4096 (`imageOptions.diskSectorSize`, the schematic's
+    /// `diskImage.sectorSize`); for disks with 4 KiB native sectors.
+    #[serde(default)]
+    pub sector_size: Option<u32>,
 }
 
 /// Secure Boot settings.
@@ -193,6 +210,33 @@ pub enum OutputKind {
     Pxe,
     Installer,
     Qcow2,
+}
+
+impl OutputKind {
+    pub const ALL: [OutputKind; 6] = [
+        OutputKind::Metal,
+        OutputKind::Iso,
+        OutputKind::Uki,
+        OutputKind::Pxe,
+        OutputKind::Installer,
+        OutputKind::Qcow2,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputKind::Metal => "metal",
+            OutputKind::Iso => "iso",
+            OutputKind::Uki => "uki",
+            OutputKind::Pxe => "pxe",
+            OutputKind::Installer => "installer",
+            OutputKind::Qcow2 => "qcow2",
+        }
+    }
+
+    /// The kind named `s` (as written in `outputs`).
+    pub fn parse(s: &str) -> Option<OutputKind> {
+        OutputKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]

@@ -96,6 +96,30 @@ pub struct FirmwareSpec {
     /// Serial console, e.g. `ttyS0,115200` (becomes `console=` on the kernel command line).
     #[serde(default)]
     pub serial_console: Option<String>,
+    /// Boot loader of the disk image: `sd-boot` (UEFI; the default for `type: uefi` and with Secure Boot),
+    /// `dual-boot` (sd-boot for UEFI + GRUB for BIOS, Talos's default on amd64) or `grub` (the default for
+    /// `type: bios`).
+    #[serde(default)]
+    pub bootloader: Option<Bootloader>,
+}
+
+/// Talos's disk-image boot loaders (the imager's `imageOptions.bootloader`, the schematic's `bootloader`).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bootloader {
+    SdBoot,
+    DualBoot,
+    Grub,
+}
+
+impl Bootloader {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bootloader::SdBoot => "sd-boot",
+            Bootloader::DualBoot => "dual-boot",
+            Bootloader::Grub => "grub",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]

@@ -76,6 +76,11 @@ pub fn sd_boot_metal_disk_size(major: u32, minor: u32) -> u64 {
     MIN_RAW_DISK_SIZE + talos_boot_size(major, minor) - 1000 * MIB
 }
 
+/// The smallest disk an sd-boot image for Talos `major.minor` fits on: GPT, EFI and META.
+pub fn sd_boot_min_disk_size(major: u32, minor: u32, sector_size: SectorSize) -> u64 {
+    GptLayout::required_disk_size(sector_size.bytes(), &[sd_boot_esp_size(major, minor), META_PARTITION_SIZE])
+}
+
 /// What to build: a metal sd-boot disk image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetalImageSpec {

@@ -22,6 +22,6 @@ pub use fat::{EspFile, EspSource, FatGeometry, FatSummary};
 pub use gpt::{GptLayout, GptPartition, Guid, format_guid, guid_from_label};
 pub use image::{
     MetalImagePlan, MetalImageReport, MetalImageSpec, SectorSize, plan_metal_image, sd_boot_esp_size,
-    sd_boot_metal_disk_size, write_metal_image,
+    sd_boot_metal_disk_size, sd_boot_min_disk_size, write_metal_image,
 };
 pub use meta::{parse_adv, talos_adv};
