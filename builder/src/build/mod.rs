@@ -461,11 +461,8 @@ fn build_in(
     std::fs::create_dir_all(&images_dir).map_err(|source| Error::Write { path: images_dir.clone(), source })?;
     for (id, stage) in &staged {
         let dest = images_dir.join(id);
-        if dest.exists() {
-            let old = work.join(format!("old-{id}"));
-            std::fs::rename(&dest, &old).map_err(|source| Error::Write { path: dest.clone(), source })?;
-        }
-        std::fs::rename(stage, &dest).map_err(|source| Error::Write { path: dest.clone(), source })?;
+        replace_dir(stage, &dest, &work.join(format!("old-{id}")))
+            .map_err(|source| Error::Write { path: dest.clone(), source })?;
     }
     let sch_dir = work.join("schematics");
     if sch_dir.is_dir() {
@@ -493,6 +490,23 @@ fn build_in(
         crate::output::Overwrite::Replace,
     )?;
     Ok(BuildReport { manifest, manifest_path, from_cache })
+}
+
+/// Puts the finished folder `stage` at `dest`. An existing `dest` is swapped with `stage` in one
+/// `renameat2(RENAME_EXCHANGE)`, so at every instant `dest` is either the complete previous build or the complete
+/// new one, even if the process is killed; the previous build ends up at `stage` and goes with the work folder.
+/// Filesystems without the exchange fall back to two renames through `old` (a crash between them leaves no
+/// `dest`, never a mixed one).
+fn replace_dir(stage: &Path, dest: &Path, old: &Path) -> std::io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, stage, CWD, dest, RenameFlags::EXCHANGE) {
+        Ok(()) => return Ok(()),
+        Err(rustix::io::Errno::NOENT) if !dest.exists() => return std::fs::rename(stage, dest),
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS | rustix::io::Errno::NOTSUP) => {}
+        Err(e) => return Err(e.into()),
+    }
+    std::fs::rename(dest, old)?;
+    std::fs::rename(stage, dest)
 }
 
 /// The ESP of a metal image, as Talos's sd-boot installer lays it out.
@@ -556,4 +570,29 @@ fn write(p: &Path, data: &[u8]) -> Result<()> {
         std::fs::create_dir_all(parent).map_err(|source| Error::Write { path: parent.to_owned(), source })?;
     }
     std::fs::write(p, data).map_err(|source| Error::Write { path: p.to_owned(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_dir_swaps_whole_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let (stage, dest, old) = (dir.path().join("stage"), dir.path().join("dest"), dir.path().join("old"));
+        std::fs::create_dir(&stage).unwrap();
+        std::fs::write(stage.join("a"), "new").unwrap();
+        // First build: no previous folder.
+        replace_dir(&stage, &dest, &old).unwrap();
+        assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "new");
+        assert!(!stage.exists());
+        // Second build: the previous folder comes back at the stage path, whole.
+        std::fs::create_dir(&stage).unwrap();
+        std::fs::write(stage.join("b"), "newer").unwrap();
+        replace_dir(&stage, &dest, &old).unwrap();
+        assert_eq!(std::fs::read_to_string(dest.join("b")).unwrap(), "newer");
+        assert!(!dest.join("a").exists());
+        assert_eq!(std::fs::read_to_string(stage.join("a")).unwrap(), "new");
+        assert!(!old.exists(), "the exchange needs no intermediate name");
+    }
 }
