@@ -74,6 +74,8 @@ pub fn run_build(a: &BuildArgs, catalog: Option<&Path>) -> anyhow::Result<ExitCo
     let file = super::cluster_file(&a.file);
     let cat = super::catalog_for(catalog, &file)?;
     let plan = plan_cluster(&file, &cat, &PlanOverrides::default())?;
+    // A cluster file `plan` rejects (a broken patch) is rejected here too, before any release is fetched.
+    talforge_builder::machine_config::render::check_configs(&plan)?;
     let opts = BuildOptions {
         out: a.out.clone().unwrap_or_else(|| PathBuf::from("out").join(&plan.cluster)),
         release: match &a.release {

@@ -449,9 +449,16 @@ impl Fetcher<'_> {
             }
             ExtensionRef::Catalog(name) if matches!(self.req.source, ReleaseSource::Dir(_)) => {
                 let dir = release.find_extension(name, &self.req.base_dir).ok_or_else(|| {
+                    // The directory's own extensions (keys with a `/` are references resolved before this one).
+                    let known: Vec<&str> =
+                        release.extensions.keys().map(String::as_str).filter(|k| !k.contains('/')).collect();
                     ReleaseError::ExtensionNotFound {
                         reference: written.to_owned(),
-                        place: format!("{}", release.root.join("extensions").display()),
+                        place: format!(
+                            "{}; known: {}",
+                            release.root.join("extensions").display(),
+                            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                        ),
                     }
                 })?;
                 (dir, None, None)
@@ -511,7 +518,7 @@ impl Fetcher<'_> {
         if !tree.is_dir() {
             let tmp = self.opts.cache.temp_dir("extension")?;
             unpack::unpack_image(store, &img, &tmp.path)?;
-            check_extension_dir(&tmp.path, &image.tagged())?;
+            check_extension(&tmp.path, Path::new("manifest.yaml"), &image.tagged())?;
             self.opts.cache.commit_dir(tmp, &tree)?;
         }
         Ok(tree)
@@ -523,8 +530,17 @@ fn parse_ref(s: &str) -> Result<ImageRef> {
 }
 
 /// Checks that `dir` is a Talos extension (exactly `manifest.yaml` and `rootfs/`, as Talos's loader
-/// requires, with `version: v1alpha1`) and returns its `metadata.name` and `metadata.version`.
+/// requires, with `version: v1alpha1` and the metadata the builder reads) and returns its `metadata.name` and
+/// `metadata.version`. Manifest errors name the file, line, column and field.
 pub fn check_extension_dir(dir: &Path, reference: &str) -> Result<(String, String)> {
+    check_extension(dir, &dir.join("manifest.yaml"), reference)
+}
+
+/// [`check_extension_dir`], naming the manifest `shown` in errors (an unpacked image's temp folder is gone by
+/// the time the user reads the message; the reference says where it came from).
+fn check_extension(dir: &Path, shown: &Path, reference: &str) -> Result<(String, String)> {
+    use crate::error::Diagnostic;
+    use crate::yaml::{FieldPath, Value};
     let bad = |m: String| ReleaseError::BadExtension { reference: reference.to_owned(), message: m };
     let rd = std::fs::read_dir(dir).map_err(|e| ReleaseError::read(dir, e))?;
     let mut names = Vec::new();
@@ -543,27 +559,50 @@ pub fn check_extension_dir(dir: &Path, reference: &str) -> Result<(String, Strin
         )));
     }
     let text = std::fs::read_to_string(&manifest).map_err(|e| ReleaseError::read(&manifest, e))?;
-    let doc =
-        crate::yaml::parse_document(&text).map_err(|e| bad(format!("manifest.yaml:{}: {}", e.span, e.message)))?;
-    let get = |path: &[&str]| -> Option<String> {
-        let mut n = &doc;
-        for k in path {
-            n = n.as_map()?.get(k)?;
+    let doc = crate::yaml::parse_document(&text).map_err(|e| {
+        bad(Diagnostic::new(shown, e.span, FieldPath::root(), format!("invalid YAML: {}", e.message)).to_string())
+    })?;
+    // A required scalar field, as text; a missing or empty one is reported at its nearest existing parent.
+    let field = |path: FieldPath, what: &str| -> Result<String> {
+        let located = |m: String| bad(Diagnostic::at_path(shown, &doc, path.clone(), m).to_string());
+        let mut n = Some(&doc);
+        for seg in &path.0 {
+            n = match (seg, n) {
+                (crate::yaml::PathSeg::Key(k), Some(node)) => node.as_map().and_then(|m| m.get(k)),
+                _ => None,
+            };
         }
-        match &n.value {
-            crate::yaml::Value::Str(s) => Some(s.clone()),
-            crate::yaml::Value::Int(i) => Some(i.to_string()),
-            crate::yaml::Value::Float(f) => Some(f.to_string()),
-            _ => None,
+        let Some(n) = n.filter(|n| !matches!(n.value, Value::Null)) else {
+            return Err(located(format!("expected {what}; found none")));
+        };
+        let s = match &n.value {
+            Value::Str(s) => s.clone(),
+            Value::Int(i) => i.to_string(),
+            Value::UInt(u) => u.to_string(),
+            Value::Float(f) => f.to_string(),
+            _ => return Err(located(format!("expected {what} (a string); found {}", n.kind_name()))),
+        };
+        if s.trim().is_empty() {
+            return Err(located(format!("expected {what}; found an empty string")));
         }
+        Ok(s)
     };
-    match get(&["version"]).as_deref() {
-        Some("v1alpha1") => {}
-        other => return Err(bad(format!("manifest.yaml: expected version v1alpha1; found {other:?}"))),
+    let root = FieldPath::root();
+    let version = field(root.key("version"), "v1alpha1")?;
+    if version != "v1alpha1" {
+        return Err(bad(Diagnostic::at_path(
+            shown,
+            &doc,
+            root.key("version"),
+            format!("expected v1alpha1; found {version:?}"),
+        )
+        .to_string()));
     }
-    let name = get(&["metadata", "name"]).ok_or_else(|| bad("manifest.yaml: expected metadata.name".into()))?;
-    let version =
-        get(&["metadata", "version"]).ok_or_else(|| bad("manifest.yaml: expected metadata.version".into()))?;
+    let meta = root.key("metadata");
+    let name = field(meta.key("name"), "the extension's name")?;
+    let version = field(meta.key("version"), "the extension's version")?;
+    field(meta.key("author"), "the extension's author")?;
+    field(meta.key("description"), "a description of the extension")?;
     Ok((name, version))
 }
 
@@ -593,6 +632,37 @@ mod tests {
             assert!(e.to_string().contains(msg), "{bad}: {e}");
             assert_eq!(e.class(), ReleaseErrorClass::BadInput);
         }
+    }
+
+    #[test]
+    fn extension_manifest_errors_are_located() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("rootfs")).unwrap();
+        let meta = "metadata:\n  name: x\n  version: \"1\"\n  author: a\n  description: d\n";
+        let check = |text: &str| {
+            std::fs::write(t.path().join("manifest.yaml"), text).unwrap();
+            check_extension_dir(t.path(), "ns/x").map_err(|e| e.to_string())
+        };
+        let m = t.path().join("manifest.yaml").display().to_string();
+        assert_eq!(check(&format!("version: v1alpha1\n{meta}")), Ok(("x".into(), "1".into())));
+        assert_eq!(
+            check(&format!("version: v1\n{meta}")),
+            Err(format!("extension ns/x: {m}:1:10: version: expected v1alpha1; found \"v1\""))
+        );
+        assert_eq!(
+            check("version: v1alpha1\nmetadata:\n  name: [x]\n"),
+            Err(format!(
+                "extension ns/x: {m}:3:9: metadata.name: expected the extension's name (a string); found a list"
+            ))
+        );
+        assert_eq!(
+            check("version: v1alpha1\nmetadata:\n  name: x\n  version: \"1\"\n  description: d\n"),
+            Err(format!("extension ns/x: {m}:3:3: metadata.author: expected the extension's author; found none"))
+        );
+        assert_eq!(
+            check("version: v1alpha1\nmetadata: {name: x\n"),
+            Err(format!("extension ns/x: {m}:2:11: invalid YAML: unclosed bracket '{{'"))
+        );
     }
 
     #[test]
