@@ -1,22 +1,40 @@
 //! The bad-input corpus (tests/bad-inputs/<case>/): every case fails with its exact message, naming the file,
-//! line, column and field, exits 2, never panics, and writes nothing.
+//! line, column and field, exits 2, never panics, and writes nothing — through `talforge plan` and through
+//! `talforge build`, whose cache (a fresh folder outside the case) stays empty too. A build missing a tool exits
+//! 3 and names the Debian package.
 
+use std::ffi::OsStr;
 use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, UNIX_EPOCH};
 
 use talforge_builder::pki::{Contract, SecretsBundle, SeededSecretRng};
 
 use crate::support::{repo, scratch_copy, stderr, talforge};
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Rejected by `talforge plan`, and by `talforge build` with the same message before it reads a release.
+    Plan,
+    /// `config gen` only (the input is one that only config generation reads).
+    ConfigGen,
+    /// Accepted by `plan` (which reads no release), rejected by `talforge build`: the release, its extensions
+    /// or the build's own pre-flight.
+    Build,
+}
+
 struct Case {
     dir: &'static str,
-    /// `config gen` instead of `plan`.
-    config_gen: bool,
+    mode: Mode,
     message: &'static str,
 }
 
 const fn plan(dir: &'static str, message: &'static str) -> Case {
-    Case { dir, config_gen: false, message }
+    Case { dir, mode: Mode::Plan, message }
+}
+
+const fn build(dir: &'static str, message: &'static str) -> Case {
+    Case { dir, mode: Mode::Build, message }
 }
 
 const CASES: &[Case] = &[
@@ -59,7 +77,7 @@ const CASES: &[Case] = &[
     ),
     Case {
         dir: "11-secrets-wrong-key-type",
-        config_gen: true,
+        mode: Mode::ConfigGen,
         message: "secrets.yaml:23:14: certs.os.key: expected an Ed25519 private key (PEM \"ED25519 PRIVATE KEY\"); \
                   found an ECDSA P-256 key",
     },
@@ -152,6 +170,46 @@ const CASES: &[Case] = &[
         "talforge.yaml:8:48: nodes[0].profile: the install disk \"boot\" cannot be told apart from disk(s) data of \
          profile lab-twin-nvme (same bus and size): give it a model or serial pattern",
     ),
+    // Cases 35-39 carry a release folder (`talos.source.dir: release`) of placeholder files: each fails before
+    // the boot files are parsed.
+    build(
+        "35-release-missing-stub",
+        "release: not a talos release for amd64: missing usr/install/amd64/systemd-stub.efi",
+    ),
+    build(
+        "36-extension-manifest-invalid-yaml",
+        "extension fixture/fixture-broken: release/extensions/fixture-broken/manifest.yaml:7:18: invalid YAML: \
+         unclosed bracket '{'",
+    ),
+    build(
+        "37-extension-manifest-missing-version",
+        "extension fixture/fixture-unversioned: release/extensions/fixture-unversioned/manifest.yaml:3:3: \
+         metadata.version: expected the extension's version; found none",
+    ),
+    build(
+        "38-extension-incompatible-talos",
+        "extension \"fixture-future\" 1.0 supports Talos >= v1.15.0; the image is for v1.14.0",
+    ),
+    build(
+        "39-unknown-extension",
+        "extension siderolabs/fixture-firmwre: not found in release/extensions; known: fixture-firmware",
+    ),
+    plan(
+        "40-disk-image-too-small",
+        "talforge.yaml:7:20: diskImage.size: disk image too small: 64MiB cannot hold the EFI and META partitions of \
+         Talos 1.14, which need at least 2104 MiB",
+    ),
+    plan(
+        "41-install-disk-smaller-than-image",
+        "talforge.yaml:9:48: nodes[0].profile: disk too small: profile lab-small-disk's install disk \"boot\" is \
+         3GiB, smaller than the 4096 MiB metal image (diskImage.size)",
+    ),
+    build(
+        "42-unsupported-bootloader",
+        "hardware-profiles/lab-grub.yaml:4:37: firmware.bootloader: unsupported: bootloader grub for the metal image \
+         of lab-grub-39d496b2cbdb: talforge builds UEFI sd-boot disk images only (GRUB and dual-boot are not \
+         implemented yet); use bootloader: sd-boot on UEFI machines, or build only uki/pxe/installer outputs",
+    ),
 ];
 
 /// A real bundle whose OS CA key was swapped for the etcd CA's ECDSA key.
@@ -179,12 +237,63 @@ fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Runs `talforge args...` in `cwd` with extra environment (`TALFORGE_CACHE`, `PATH`).
+fn talforge_env(cwd: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_talforge"));
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .env("COLUMNS", "100")
+        .env_remove("TALFORGE_LOG")
+        .env_remove("SOURCE_DATE_EPOCH");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run talforge")
+}
+
+/// Files in a build cache that are not part of a finished entry: the release cache's `oci/tmp/`, and the
+/// build cache's `.<key>.tmp-<pid>`/`.<key>.stale-<pid>` folders (a finished entry is `build/<kind>/<key>/`
+/// holding its files and `.stamp`).
+fn partial_files(cache: &Path) -> Vec<String> {
+    files_under(cache)
+        .into_iter()
+        .filter(|f| {
+            let parts: Vec<&str> = f.split('/').collect();
+            let (last, dirs) = parts.split_last().expect("a path");
+            f.starts_with("oci/tmp/")
+                || dirs.iter().any(|d| d.starts_with('.'))
+                || (last.starts_with('.') && *last != ".stamp")
+        })
+        .collect()
+}
+
+/// Runs `talforge build` in `cwd` with a fresh cache; checks the exit code and message, that the case folder
+/// is unchanged and that the cache holds nothing. Returns a complaint, if any.
+fn check_build(case: &Case, cwd: &Path) -> Option<String> {
+    let cache = tempfile::tempdir().expect("cache dir");
+    let before = files_under(cwd);
+    let out = talforge_env(
+        cwd,
+        &["build", "-f", "talforge.yaml", "-o", "out"],
+        &[("TALFORGE_CACHE", cache.path().as_os_str())],
+    );
+    let err = stderr(&out);
+    let want = format!("error: {}\n", case.message);
+    assert_eq!(files_under(cwd), before, "{}: a failed build must write nothing", case.dir);
+    // Every case here is caught before the first cache write: plan and pre-flight errors come before the
+    // release is fetched, and a release folder is read in place (the cache holds only what images give).
+    assert_eq!(files_under(cache.path()), Vec::<String>::new(), "{}: a failed build must not fill the cache", case.dir);
+    (out.status.code() != Some(2) || err != want || err.contains("panicked"))
+        .then(|| format!("{} (build): exit {:?}\n  want: {want}  got:  {err}", case.dir, out.status.code()))
+}
+
 #[test]
 fn every_bad_input_fails_with_its_message_and_exit_2() {
     let corpus = repo().join("tests/bad-inputs");
     let dirs = std::fs::read_dir(&corpus).expect("corpus").flatten().filter(|e| e.path().is_dir()).count();
     assert_eq!(dirs, CASES.len(), "every folder under tests/bad-inputs needs a row in CASES");
-    assert!(CASES.len() >= 25);
+    assert!(CASES.len() >= 42);
     let mut failures = Vec::new();
     for case in CASES {
         let tmp = scratch_copy(&corpus.join(case.dir));
@@ -200,17 +309,83 @@ fn every_bad_input_fails_with_its_message_and_exit_2() {
             write_wrong_key_type_secrets(cwd);
         }
         let before = files_under(cwd);
-        let out = if case.config_gen {
-            talforge(cwd, &["config", "gen", "-f", "talforge.yaml", "--out", "out"])
-        } else {
-            talforge(cwd, &["plan", "-f", "talforge.yaml"])
-        };
-        let err = stderr(&out);
         let want = format!("error: {}\n", case.message);
-        if out.status.code() != Some(2) || err != want || err.contains("panicked") {
-            failures.push(format!("{}: exit {:?}\n  want: {want}  got:  {err}", case.dir, out.status.code()));
+        match case.mode {
+            Mode::Plan | Mode::ConfigGen => {
+                let out = if case.mode == Mode::ConfigGen {
+                    talforge(cwd, &["config", "gen", "-f", "talforge.yaml", "--out", "out"])
+                } else {
+                    talforge(cwd, &["plan", "-f", "talforge.yaml"])
+                };
+                let err = stderr(&out);
+                if out.status.code() != Some(2) || err != want || err.contains("panicked") {
+                    failures.push(format!("{}: exit {:?}\n  want: {want}  got:  {err}", case.dir, out.status.code()));
+                }
+                assert_eq!(files_under(cwd), before, "{}: a failed run must write nothing", case.dir);
+            }
+            Mode::Build => {
+                // The case must get past `plan`, or it belongs in the plan cases.
+                let out = talforge(cwd, &["plan", "-f", "talforge.yaml"]);
+                if !out.status.success() {
+                    failures.push(format!("{}: expected plan to pass; got: {}", case.dir, stderr(&out)));
+                }
+            }
         }
-        assert_eq!(files_under(cwd), before, "{}: a failed run must write nothing", case.dir);
+        // `build` reads no secrets bundle, so the config-gen case has nothing to say to it.
+        if case.mode != Mode::ConfigGen {
+            failures.extend(check_build(case, cwd));
+        }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A qcow2 build needs `qemu-img`: without it on PATH the build stops with exit 3, names the tool and its Debian
+/// package, leaves no output folder and no partial cache entry. Needs the fixture release (ci/fixture-release).
+#[test]
+fn build_without_qemu_img_exits_3_naming_the_package() {
+    let release = repo().join("out/fixture-release");
+    if !release.join("usr/install/amd64/vmlinuz").is_file() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} is missing: CI must build it first (ci/fixture-release)",
+            release.display()
+        );
+        eprintln!("SKIP: {} is missing (build it with ci/fixture-release)", release.display());
+        return;
+    }
+    let dir = tempfile::tempdir().expect("case dir");
+    std::fs::write(
+        dir.path().join("talforge.yaml"),
+        "apiVersion: talforge.dev/v1alpha1\nkind: Cluster\nname: lab\ntalos: { version: v1.14.0 }\n\
+         kubernetes: { version: 1.34.1 }\nendpoint: https://10.5.0.11:6443\n\
+         nodes:\n  - { name: cp-1, role: controlplane, profile: qemu-virtio-uefi }\n",
+    )
+    .expect("write cluster file");
+    let cache = tempfile::tempdir().expect("cache dir");
+    // PATH without qemu-img (the tool runner adds /usr/sbin and /sbin; Debian installs qemu-img in /usr/bin).
+    let empty_path = tempfile::tempdir().expect("PATH dir");
+    let catalog = repo();
+    let out = talforge_env(
+        dir.path(),
+        &[
+            "--catalog",
+            catalog.to_str().expect("utf-8 repo path"),
+            "build",
+            "-f",
+            "talforge.yaml",
+            "-o",
+            "out",
+            "--kind",
+            "qcow2",
+            "--release",
+            release.to_str().expect("utf-8 release path"),
+        ],
+        &[("TALFORGE_CACHE", cache.path().as_os_str()), ("PATH", empty_path.path().as_os_str())],
+    );
+    let err = stderr(&out);
+    assert_eq!(err, "error: qemu-img is not installed (Debian package qemu-utils)\n");
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(files_under(dir.path()), ["talforge.yaml"], "no output folder, no lock, no stray file");
+    // Pieces finished before the conversion (initramfs, UKI) stay in the cache as whole entries.
+    assert_eq!(partial_files(cache.path()), Vec::<String>::new());
 }
