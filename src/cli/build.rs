@@ -88,13 +88,14 @@ pub fn run_build(a: &BuildArgs, catalog: Option<&Path>) -> anyhow::Result<ExitCo
         cache: Cache::default_root()?,
         offline: a.offline,
         update_lock: a.update_lock,
+        build_cache: None,
     };
     let report = build(&plan, &opts, ToolRunner::new)?;
     for art in &report.manifest.artifacts {
         println!("{}  {:>12}  {}", art.sha256, art.size, art.path);
     }
     eprintln!(
-        "built {} artifacts for {} images ({} pieces from the cache); manifest {}",
+        "built {} artifacts for {} images ({} of the pieces from the cache); manifest {}",
         report.manifest.artifacts.len(),
         report.manifest.images.len(),
         report.from_cache,
@@ -117,6 +118,8 @@ pub fn run_verify(a: &VerifyArgs, catalog: Option<&Path>) -> anyhow::Result<Exit
         cache: Cache::default_root()?,
         offline: a.offline,
         update_lock: false,
+        // An empty cache of built pieces: every artifact is really rebuilt (pulled release blobs are reused).
+        build_cache: Some(tmp.join(".build-cache")),
     };
     let result = build(&plan, &opts, ToolRunner::new);
     let rebuilt = match result {

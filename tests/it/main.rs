@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
 
 mod bad_inputs;
+mod build;
 mod cli;
 mod help;
 mod support;

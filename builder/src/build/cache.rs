@@ -3,6 +3,11 @@
 //!
 //! Entries are written to a temporary folder and renamed into place whole, so a killed build never leaves a
 //! half entry; two processes racing on the same key both end with a complete entry.
+//!
+//! Output folders get hard links to entries, so a user who changes an output in place (boots a qcow2 image,
+//! `qemu-img resize`s it, edits a file) changes the entry too. Each entry therefore records the size and mtime
+//! of its files (`.stamp`); an entry whose files no longer match is dropped and rebuilt instead of being handed
+//! out changed.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -51,10 +56,25 @@ impl Cache {
         self.root.join(kind).join(key)
     }
 
-    /// The cached file `name` of entry `key`, if present.
+    /// The cached file `name` of entry `key`, if present and unchanged since it was stored.
     pub fn get(&self, kind: &str, key: &str, name: &str) -> Option<PathBuf> {
-        let p = self.entry(kind, key).join(name);
-        p.is_file().then_some(p)
+        let entry = self.entry(kind, key);
+        let p = entry.join(name);
+        if !p.is_file() {
+            return None;
+        }
+        let recorded = std::fs::read_to_string(entry.join(STAMP)).ok();
+        let now = stamp_line(name, &p).ok();
+        if recorded.is_some_and(|r| now.is_some_and(|n| r.lines().any(|l| l == n))) {
+            return Some(p);
+        }
+        // Changed in place through a hard link (or stored by an older talforge): drop it, whole.
+        tracing::warn!(entry = %entry.display(), "cache entry changed since it was stored; rebuilding it");
+        let trash = entry.with_file_name(format!(".{key}.stale-{}", std::process::id()));
+        if std::fs::rename(&entry, &trash).is_ok() {
+            let _ = std::fs::remove_dir_all(&trash);
+        }
+        None
     }
 
     /// Stores `files` (moved from where they are) as entry `key` and returns the entry folder.
@@ -77,6 +97,14 @@ impl Cache {
             std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644))
                 .map_err(|source| Error::Write { path: to.clone(), source })?;
         }
+        let mut stamp = String::new();
+        for (name, _) in files {
+            let line =
+                stamp_line(name, &tmp.join(name)).map_err(|source| Error::Read { path: tmp.join(name), source })?;
+            stamp.push_str(&line);
+            stamp.push('\n');
+        }
+        std::fs::write(tmp.join(STAMP), stamp).map_err(|source| Error::Write { path: tmp.join(STAMP), source })?;
         match std::fs::rename(&tmp, &dest) {
             Ok(()) => Ok(dest),
             // Another process stored the same key first: its entry is as good as ours.
@@ -87,6 +115,16 @@ impl Cache {
             Err(source) => Err(Error::Write { path: dest, source }),
         }
     }
+}
+
+/// The file in each entry recording its files' sizes and mtimes.
+const STAMP: &str = ".stamp";
+
+/// `name size mtime-seconds mtime-nanoseconds` of an entry file.
+fn stamp_line(name: &str, path: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path)?;
+    Ok(format!("{name} {} {} {}", m.len(), m.mtime(), m.mtime_nsec()))
 }
 
 /// Puts `src` at `dest`: a hard link when both are on one filesystem (cache entries are never modified), a copy
@@ -101,4 +139,38 @@ pub fn link_or_copy(src: &Path, dest: &Path) -> Result<()> {
     }
     std::fs::copy(src, dest).map_err(|source| Error::Write { path: dest.to_owned(), source })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_changed_through_a_hard_link_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().join("cache"));
+        let made = dir.path().join("made");
+        std::fs::write(&made, b"disk image").unwrap();
+        let entry = cache.put("artifacts", "k1", &[("disk.raw", made.as_path())]).unwrap();
+        let out = dir.path().join("out/disk.raw");
+        link_or_copy(&entry.join("disk.raw"), &out).unwrap();
+        assert_eq!(cache.get("artifacts", "k1", "disk.raw"), Some(entry.join("disk.raw")));
+        // Linking the same entry again does not count as a change.
+        link_or_copy(&entry.join("disk.raw"), &dir.path().join("out2")).unwrap();
+        assert!(cache.get("artifacts", "k1", "disk.raw").is_some());
+        // The user writes into the output (QEMU booting a qcow2 does): the entry is not handed out again.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&out)
+            .and_then(|mut f| {
+                use std::io::Write as _;
+                f.write_all(b"DISK")
+            })
+            .unwrap();
+        assert_eq!(cache.get("artifacts", "k1", "disk.raw"), None);
+        assert!(!entry.exists(), "the changed entry is removed");
+        // The output the user changed is left alone.
+        assert_eq!(std::fs::read(&out).unwrap(), b"DISK image");
+    }
 }

@@ -49,6 +49,9 @@ pub struct BuildOptions {
     pub offline: bool,
     /// Accept new digests for tags that moved since `talforge.lock` was written.
     pub update_lock: bool,
+    /// Where built pieces are cached instead of `<cache>/build` (`talforge verify` rebuilds into an empty one,
+    /// so nothing it compares comes from an earlier build).
+    pub build_cache: Option<PathBuf>,
 }
 
 /// What a build made.
@@ -174,7 +177,7 @@ pub fn build(plan: &ClusterPlan, opts: &BuildOptions, runner_epoch: impl Fn(u64)
     let inputs =
         Inputs { release: &fetched.release, source: &request.source, resolved: &fetched.extensions, loaded, epoch };
     let runner = runner_epoch(epoch);
-    let cache = Cache::new(opts.cache.join("build"));
+    let cache = Cache::new(opts.build_cache.clone().unwrap_or_else(|| opts.cache.join("build")));
 
     let created_out = !opts.out.exists();
     std::fs::create_dir_all(&opts.out).map_err(|source| Error::Write { path: opts.out.clone(), source })?;
@@ -498,7 +501,7 @@ fn build_in(
 /// Filesystems without the exchange fall back to two renames through `old` (a crash between them leaves no
 /// `dest`, never a mixed one).
 fn replace_dir(stage: &Path, dest: &Path, old: &Path) -> std::io::Result<()> {
-    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
     match renameat_with(CWD, stage, CWD, dest, RenameFlags::EXCHANGE) {
         Ok(()) => return Ok(()),
         Err(rustix::io::Errno::NOENT) if !dest.exists() => return std::fs::rename(stage, dest),
