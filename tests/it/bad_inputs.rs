@@ -208,7 +208,7 @@ const CASES: &[Case] = &[
         "42-unsupported-bootloader",
         "hardware-profiles/lab-grub.yaml:4:37: firmware.bootloader: unsupported: bootloader grub for the metal image \
          of lab-grub-39d496b2cbdb: talforge builds UEFI sd-boot disk images only (GRUB and dual-boot are not \
-         implemented yet); use bootloader: sd-boot on UEFI machines, or build only uki/pxe/installer outputs",
+         implemented yet); use bootloader: sd-boot on UEFI machines, or build only uki/pxe outputs",
     ),
 ];
 
@@ -350,7 +350,7 @@ fn build_without_qemu_img_exits_3_naming_the_package() {
             "{} is missing: CI must build it first (ci/fixture-release)",
             release.display()
         );
-        eprintln!("SKIP: {} is missing (build it with ci/fixture-release)", release.display());
+        talforge_builder::skip_test!("SKIP: {} is missing (build it with ci/fixture-release)", release.display());
         return;
     }
     let dir = tempfile::tempdir().expect("case dir");
@@ -388,4 +388,39 @@ fn build_without_qemu_img_exits_3_naming_the_package() {
     assert_eq!(files_under(dir.path()), ["talforge.yaml"], "no output folder, no lock, no stray file");
     // Pieces finished before the conversion (initramfs, UKI) stay in the cache as whole entries.
     assert_eq!(partial_files(cache.path()), Vec::<String>::new());
+}
+
+/// The install-disk check follows the outputs really built: `--kind metal` on a cluster whose `outputs` has no
+/// metal image passes `plan` and is refused by `build` with the plan's message.
+#[test]
+fn kind_metal_checks_the_install_disk_that_outputs_did_not_ask_for() {
+    let tmp = scratch_copy(&repo().join("tests/bad-inputs/41-install-disk-smaller-than-image"));
+    let cwd = tmp.path();
+    let file = cwd.join("talforge.yaml");
+    let text = std::fs::read_to_string(&file).expect("read");
+    // One line more above the nodes: the error moves from line 9 to 10.
+    std::fs::write(&file, text.replace("kind: Cluster\n", "kind: Cluster\noutputs: [uki]\n")).expect("write");
+    let plan = talforge_env(cwd, &["plan", "-f", "talforge.yaml"], &[]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+    let cache = tempfile::tempdir().expect("cache dir");
+    let out = talforge_env(
+        cwd,
+        &["build", "-f", "talforge.yaml", "-o", "out", "--kind", "metal"],
+        &[("TALFORGE_CACHE", cache.path().as_os_str())],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "error: talforge.yaml:10:48: nodes[0].profile: disk too small: profile lab-small-disk's install disk \"boot\" \
+         is 3GiB, smaller than the 4096 MiB metal image (diskImage.size)\n"
+    );
+    assert!(!cwd.join("out").exists(), "nothing written");
+    // Without metal the disk does not matter: the build goes on to the release (not cached; --offline keeps it
+    // off the network).
+    let out = talforge_env(
+        cwd,
+        &["build", "-f", "talforge.yaml", "-o", "out", "--kind", "uki", "--offline"],
+        &[("TALFORGE_CACHE", cache.path().as_os_str())],
+    );
+    assert!(!stderr(&out).contains("disk too small"), "{}", stderr(&out));
 }

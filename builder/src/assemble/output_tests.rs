@@ -44,7 +44,7 @@ fn have(test: &str, programs: &[Program]) -> bool {
     let r = runner();
     for p in programs {
         if r.find(*p).is_none() {
-            eprintln!("SKIP: {test}: {} is not installed (Debian package {})", p.name, p.package);
+            crate::skip_test!("SKIP: {test}: {} is not installed (Debian package {})", p.name, p.package);
             return false;
         }
     }
@@ -647,13 +647,13 @@ fn boot_test(name: &str, as_disk: bool) {
         return;
     }
     if !Path::new(OVMF_CODE).is_file() || !Path::new(OVMF_VARS).is_file() {
-        eprintln!("SKIP: {name}: {OVMF_CODE} is missing (Debian package ovmf)");
+        crate::skip_test!("SKIP: {name}: {OVMF_CODE} is missing (Debian package ovmf)");
         return;
     }
     let install = match fixture_release() {
         Ok(install) => install,
         Err(dir) => {
-            eprintln!(
+            crate::skip_test!(
                 "SKIP: {name}: no fixture release at {} (build it with ci/fixture-release or set \
                  TALFORGE_FIXTURE_RELEASE)",
                 dir.display()

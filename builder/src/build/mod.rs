@@ -122,7 +122,7 @@ pub fn build(plan: &ClusterPlan, opts: &BuildOptions, runner_epoch: impl Fn(u64)
         let kinds: Vec<OutputKind> = opts.kinds.clone().unwrap_or_else(|| im.outputs.clone());
         let booting: Vec<&str> = kinds
             .iter()
-            .filter(|k| matches!(k, OutputKind::Metal | OutputKind::Iso | OutputKind::Qcow2))
+            .filter(|k| matches!(k, OutputKind::Metal | OutputKind::Iso | OutputKind::Qcow2 | OutputKind::Installer))
             .map(|k| k.as_str())
             .collect();
         if im.bootloader != Bootloader::SdBoot.as_str() && !booting.is_empty() {
@@ -130,12 +130,15 @@ pub fn build(plan: &ClusterPlan, opts: &BuildOptions, runner_epoch: impl Fn(u64)
             d.message = format!(
                 "unsupported: bootloader {} for the {} image of {}: talforge builds UEFI sd-boot disk images only \
                  (GRUB and dual-boot are not implemented yet); use bootloader: sd-boot on UEFI machines, or build \
-                 only uki/pxe/installer outputs",
+                 only uki/pxe outputs",
                 im.bootloader,
                 booting.join("/"),
                 im.id
             );
             return Err(Error::Input(Box::new(d)));
+        }
+        if let (Some(d), true) = (&im.metal_disk_error, kinds.contains(&OutputKind::Metal)) {
+            return Err(Error::Input(Box::new(d.clone())));
         }
     }
     let arch = images[0].arch.clone();

@@ -131,6 +131,10 @@ pub struct ImagePlan {
     pub schematic: String,
     pub installer_image: String,
     pub nodes: Vec<String>,
+    /// A node of this image whose install disk is smaller than the metal image (an error when metal images are
+    /// built: the cluster file's `outputs` is checked by the plan, `--kind` by the build).
+    #[serde(skip)]
+    pub metal_disk_error: Option<crate::error::Diagnostic>,
 }
 
 /// One node, resolved.
@@ -456,21 +460,24 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
             }
         };
         let extensions: Vec<String> = extensions.into_iter().collect();
-        if spec.outputs.contains(&OutputKind::Metal)
-            && let Some(d) = prof.disks.iter().find(|d| d.role == DiskRole::Install)
-            && d.size.0 < disk_image_size
-        {
-            errors.push(src.diag(
-                p.key("profile"),
-                format!(
-                    "disk too small: profile {}'s install disk {:?} is {}, smaller than the {} MiB metal image \
-                     (diskImage.size)",
-                    prof.name,
-                    d.name,
-                    d.size,
-                    disk_image_size.div_ceil(ByteSize::MIB)
-                ),
-            ));
+        // The metal image is written onto the install disk: it must fit. An error now when the cluster file asks
+        // for metal images; kept with the image for `talforge build --kind metal` otherwise.
+        let metal_disk_error =
+            prof.disks.iter().find(|d| d.role == DiskRole::Install).filter(|d| d.size.0 < disk_image_size).map(|d| {
+                src.diag(
+                    p.key("profile"),
+                    format!(
+                        "disk too small: profile {}'s install disk {:?} is {}, smaller than the {} MiB metal image \
+                         (diskImage.size)",
+                        prof.name,
+                        d.name,
+                        d.size,
+                        disk_image_size.div_ceil(ByteSize::MIB)
+                    ),
+                )
+            });
+        if let Some(e) = metal_disk_error.clone().filter(|_| spec.outputs.contains(&OutputKind::Metal)) {
+            errors.push(e);
             continue;
         }
         let bootloader = prof.firmware.bootloader;
@@ -493,7 +500,12 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
             quirks.factory_installer_image(Platform::Metal, &schematic_id, prof.firmware.secure_boot)
         });
         match images.iter_mut().find(|im| im.id == image_id) {
-            Some(im) => im.nodes.push(n.name.clone()),
+            Some(im) => {
+                im.nodes.push(n.name.clone());
+                if im.metal_disk_error.is_none() {
+                    im.metal_disk_error = metal_disk_error;
+                }
+            }
             None => {
                 let mut cmdline =
                     quirks.default_kernel_args(Platform::Metal, prof.arch.as_str(), prof.firmware.secure_boot);
@@ -514,6 +526,7 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
                     schematic: schematic_yaml,
                     installer_image: installer_image.clone(),
                     nodes: vec![n.name.clone()],
+                    metal_disk_error,
                 });
             }
         }

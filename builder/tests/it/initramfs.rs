@@ -24,7 +24,7 @@ fn names(members: &[Member]) -> Vec<String> {
 #[test]
 fn cpio_archives_read_back_with_gnu_cpio() {
     if !have("cpio") {
-        eprintln!("SKIP: cpio is not installed (apt-get install cpio)");
+        talforge_builder::skip_test!("SKIP: cpio is not installed (apt-get install cpio)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -86,7 +86,7 @@ fn sample_extension(parent: &Path) -> PathBuf {
 #[test]
 fn squashfs_images_read_back_with_squashfs_tools() {
     if !have("unsquashfs") {
-        eprintln!("SKIP: unsquashfs is not installed (apt-get install squashfs-tools)");
+        talforge_builder::skip_test!("SKIP: unsquashfs is not installed (apt-get install squashfs-tools)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -338,7 +338,7 @@ fn full_extensions(parent: &Path) -> Vec<Extension> {
 #[test]
 fn full_build_layout_and_reproducibility() {
     if !have("depmod") {
-        eprintln!("SKIP: depmod is not installed (apt-get install kmod)");
+        talforge_builder::skip_test!("SKIP: depmod is not installed (apt-get install kmod)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -645,7 +645,7 @@ fn repro_child() {
 #[test]
 fn reproducible_under_other_tz_and_umask() {
     if !have("depmod") {
-        eprintln!("SKIP: depmod is not installed (apt-get install kmod)");
+        talforge_builder::skip_test!("SKIP: depmod is not installed (apt-get install kmod)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -674,7 +674,7 @@ fn reproducible_under_other_tz_and_umask() {
 #[test]
 fn cpio_bytes_equal_gnu_cpio_reproducible() {
     if !have("cpio") {
-        eprintln!("SKIP: cpio is not installed (apt-get install cpio)");
+        talforge_builder::skip_test!("SKIP: cpio is not installed (apt-get install cpio)");
         return;
     }
     // The same tree on disk, with the epoch as every mtime, archived by GNU cpio as Talos runs it. No directory

@@ -26,7 +26,7 @@ impl Fixture {
         let text = match std::fs::read_to_string(root.join("fixture.json")) {
             Ok(t) => t,
             Err(_) => {
-                eprintln!(
+                talforge_builder::skip_test!(
                     "SKIP: no fixture release at {} (build it with ci/fixture-release, or set \
                      TALFORGE_FIXTURE_RELEASE)",
                     root.display()
@@ -80,7 +80,7 @@ impl Fixture {
 fn tools(names: &[&str]) -> bool {
     for t in names {
         if !have(t) {
-            eprintln!("SKIP: {t} is not installed (apt-get install squashfs-tools cpio zstd kmod)");
+            talforge_builder::skip_test!("SKIP: {t} is not installed (apt-get install squashfs-tools cpio zstd kmod)");
             return false;
         }
     }
@@ -207,7 +207,7 @@ fn fixture_release_rebuild() {
 fn fixture_release_boots_in_qemu() {
     let Some(fx) = Fixture::find() else { return };
     if !have("qemu-system-x86_64") {
-        eprintln!("SKIP: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
+        talforge_builder::skip_test!("SKIP: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
         return;
     }
     if !tools(&["depmod"]) {

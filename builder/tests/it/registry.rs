@@ -744,7 +744,7 @@ fn layer_rules() {
 fn fixture_release_round_trip() {
     let fixture = Path::new("/work/main/out/fixture-release");
     if !fixture.join("usr/install/amd64/vmlinuz").is_file() {
-        eprintln!(
+        talforge_builder::skip_test!(
             "SKIP fixture_release_round_trip: no fixture release at {} (run ci/fixture-release)",
             fixture.display()
         );
@@ -856,7 +856,7 @@ fn tree_entries(root: &Path) -> Vec<Entry> {
 fn https_registry_with_private_ca() {
     let Some((reg_bin, skopeo)) = tools("https_registry_with_private_ca") else { return };
     if !Path::new("/usr/bin/openssl").is_file() {
-        eprintln!("SKIP https_registry_with_private_ca: needs openssl");
+        talforge_builder::skip_test!("SKIP https_registry_with_private_ca: needs openssl");
         return;
     }
     let env = Env::new();

@@ -31,7 +31,7 @@ pub fn tools(test: &str) -> Option<(PathBuf, PathBuf)> {
     match (registry.is_file(), skopeo) {
         (true, Some(s)) => Some((registry, s)),
         (r, s) => {
-            eprintln!(
+            talforge_builder::skip_test!(
                 "SKIP {test}: needs {} (apt-get install -y docker-registry skopeo)",
                 [(!r).then_some("docker-registry"), s.is_none().then_some("skopeo")]
                     .into_iter()

@@ -41,7 +41,7 @@ pub fn need(programs: &[Program]) -> Option<()> {
     let r = runner();
     for p in programs {
         if r.find(*p).is_none() {
-            eprintln!("SKIPPED: {} is not installed (Debian package {})", p.name, p.package);
+            talforge_builder::skip_test!("SKIPPED: {} is not installed (Debian package {})", p.name, p.package);
             return None;
         }
     }
@@ -53,7 +53,7 @@ pub fn need_file(path: &str, package: &str) -> Option<Vec<u8>> {
     match std::fs::read(path) {
         Ok(data) => Some(data),
         Err(_) => {
-            eprintln!("SKIPPED: {path} is missing (Debian package {package})");
+            talforge_builder::skip_test!("SKIPPED: {path} is missing (Debian package {package})");
             None
         }
     }
@@ -120,11 +120,11 @@ pub fn debian_kernel() -> Option<Vec<u8>> {
                 .collect();
             names.sort_by_key(|n| n.split('-').nth(3).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0));
             let Some(name) = names.pop() else {
-                eprintln!("SKIPPED: no linux-image-6.1.*-amd64 package in the apt sources");
+                talforge_builder::skip_test!("SKIPPED: no linux-image-6.1.*-amd64 package in the apt sources");
                 return None;
             };
             if let Err(e) = r.run(APT_GET, ["download", name.as_str()], Some(&cache), None) {
-                eprintln!("SKIPPED: cannot download {name}: {e}");
+                talforge_builder::skip_test!("SKIPPED: cannot download {name}: {e}");
                 return None;
             }
             find_deb()?
