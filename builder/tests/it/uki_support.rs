@@ -96,8 +96,11 @@ pub fn debian_kernel() -> Option<Vec<u8>> {
     let cache = cache_dir();
     std::fs::create_dir_all(&cache).ok()?;
     let find_deb = || {
-        let mut debs: Vec<PathBuf> = std::fs::read_dir(&cache)
-            .ok()?
+        // Our own downloads, and the ones ci/fixture-release pinned (same kernel package).
+        let mut debs: Vec<PathBuf> = [cache.clone(), cache.join("debs")]
+            .iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flatten()
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
