@@ -1,5 +1,5 @@
 //! Table-driven tests of the patch engine: one case per Talos rule, each asserting the exact resulting documents
-//! or the exact error, plus the golden files recorded from real Talos runs (read from /work/shared at test time).
+//! or the exact error, plus the golden files recorded from real Talos runs (read from ../shared at test time).
 
 use crate::yaml::{Node, Value, parse_documents};
 

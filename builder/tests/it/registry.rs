@@ -742,7 +742,9 @@ fn layer_rules() {
 /// The project's fixture release (plain directory) pushed as images and fetched back: identical files.
 #[test]
 fn fixture_release_round_trip() {
-    let fixture = Path::new("/work/main/out/fixture-release");
+    let fixture_dir = std::env::var_os("TALFORGE_FIXTURE_RELEASE")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../out/fixture-release"), PathBuf::from);
+    let fixture = fixture_dir.as_path();
     if !fixture.join("usr/install/amd64/vmlinuz").is_file() {
         talforge_builder::skip_test!(
             "SKIP fixture_release_round_trip: no fixture release at {} (run ci/fixture-release)",
