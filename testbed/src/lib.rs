@@ -1,4 +1,8 @@
 //! talforge's lab: boots built images as QEMU VMs shaped like each node's hardware profile.
 //!
-//! The lab arrives with the testbed issue; this crate holds its place in the workspace so the builder's
-//! types stay free of lab concerns.
+//! - [`qemu`]: QEMU command lines built from a node's resolved profile (pure functions), firmware and
+//!   acceleration choice.
+//! - [`qualify`]: compares what a booted machine reports (its inventory) with its hardware profile.
+
+pub mod qemu;
+pub mod qualify;

@@ -1,0 +1,1 @@
+//! QEMU command lines for lab VMs, built from a node's resolved hardware profile.

@@ -1,0 +1,1 @@
+//! Qualification: what a booted machine reports, compared with its hardware profile.
