@@ -4,6 +4,7 @@ mod build;
 mod config;
 mod plan;
 mod profile;
+mod qualify;
 mod secrets;
 
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ pub enum Command {
     Build(build::BuildArgs),
     /// Rebuild a build folder from its manifest and compare every artifact's sha256.
     Verify(build::VerifyArgs),
+    /// Compare a machine's inventory (NICs, disks, firmware, TPM, CPUs, memory) with its hardware profile;
+    /// exit 1 on any mismatch.
+    Qualify(qualify::QualifyArgs),
 }
 
 pub fn init_logging(verbose: u8) {
@@ -70,13 +74,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Profile(c) => profile::run(c, cli.catalog.as_deref()),
         Command::Build(a) => build::run_build(&a, cli.catalog.as_deref()),
         Command::Verify(a) => build::run_verify(&a, cli.catalog.as_deref()),
+        Command::Qualify(a) => qualify::run(&a, cli.catalog.as_deref()),
     }
 }
 
 /// Exit codes by error class (DESIGN.md): 1 failed check, 2 bad input, 3 missing dependency, 4 timeout,
 /// 70 bug.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
-    let class = e.chain().find_map(|c| c.downcast_ref::<Error>()).map(Error::class);
+    let class = e.chain().find_map(|c| {
+        c.downcast_ref::<Error>()
+            .map(Error::class)
+            .or_else(|| c.downcast_ref::<talforge_testbed::qualify::QualifyError>().map(|q| q.class()))
+    });
     match class {
         Some(c) => u8::try_from(c.exit_code()).unwrap_or(70),
         // Errors the binary makes itself are about what the user typed.

@@ -15,6 +15,7 @@ const COMMANDS: &[&[&str]] = &[
     &["profile", "lint"],
     &["build"],
     &["verify"],
+    &["qualify"],
 ];
 
 #[test]

@@ -6,4 +6,5 @@ mod bad_inputs;
 mod build;
 mod cli;
 mod help;
+mod qualify;
 mod support;
