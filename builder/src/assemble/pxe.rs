@@ -100,6 +100,15 @@ pub fn ipxe_script(arch: &str, cmdline: &str, base_url: Option<&str>) -> Result<
 
 /// Writes the four PXE files into `dir`.
 pub fn write_pxe(dir: &Path, spec: &PxeSpec) -> Result<PxeReport, PxeError> {
+    let report = write_pxe_scripts(dir, spec)?;
+    copy_file(&spec.kernel, &report.kernel)?;
+    copy_file(&spec.initramfs, &report.initramfs)?;
+    Ok(report)
+}
+
+/// Writes only the command line and the iPXE script into `dir`, for callers that put the kernel and initramfs
+/// at the report's paths themselves (the build links them from its cache).
+pub fn write_pxe_scripts(dir: &Path, spec: &PxeSpec) -> Result<PxeReport, PxeError> {
     let arch = spec.arch.as_str();
     if !matches!(arch, "amd64" | "arm64") {
         return Err(PxeError::UnsupportedArch { found: spec.arch.clone() });
@@ -114,8 +123,6 @@ pub fn write_pxe(dir: &Path, spec: &PxeSpec) -> Result<PxeReport, PxeError> {
         cmdline: dir.join(format!("cmdline-{}-{arch}", spec.platform)),
         ipxe: dir.join("boot.ipxe"),
     };
-    copy_file(&spec.kernel, &report.kernel)?;
-    copy_file(&spec.initramfs, &report.initramfs)?;
     write_bytes(&report.cmdline, spec.cmdline.as_bytes())?;
     write_bytes(&report.ipxe, script.as_bytes())?;
     Ok(report)

@@ -7,7 +7,8 @@
 //! Output folders get hard links to entries, so a user who changes an output in place (boots a qcow2 image,
 //! `qemu-img resize`s it, edits a file) changes the entry too. Each entry therefore records the size and mtime
 //! of its files (`.stamp`); an entry whose files no longer match is dropped and rebuilt instead of being handed
-//! out changed.
+//! out changed. The stamp also holds each file's sha256, taken when it was stored, so a warm build's manifest
+//! need not read the files again.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -57,16 +58,22 @@ impl Cache {
     }
 
     /// The cached file `name` of entry `key`, if present and unchanged since it was stored.
-    pub fn get(&self, kind: &str, key: &str, name: &str) -> Option<PathBuf> {
+    pub fn get(&self, kind: &str, key: &str, name: &str) -> Option<Cached> {
         let entry = self.entry(kind, key);
         let p = entry.join(name);
         if !p.is_file() {
             return None;
         }
-        let recorded = std::fs::read_to_string(entry.join(STAMP)).ok();
-        let now = stamp_line(name, &p).ok();
-        if recorded.is_some_and(|r| now.is_some_and(|n| r.lines().any(|l| l == n))) {
-            return Some(p);
+        let recorded = std::fs::read_to_string(entry.join(STAMP)).unwrap_or_default();
+        let found = stamp_line(name, &p).ok().and_then(|now| {
+            recorded.lines().find_map(|l| {
+                let sha = l.strip_prefix(now.as_str())?.strip_prefix(' ')?;
+                (sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit())).then(|| sha.to_owned())
+            })
+        });
+        if let Some(sha256) = found {
+            let size = std::fs::metadata(&p).map(|m| m.len()).ok()?;
+            return Some(Cached { path: p, size, sha256 });
         }
         // Changed in place through a hard link (or stored by an older talforge): drop it, whole.
         tracing::warn!(entry = %entry.display(), "cache entry changed since it was stored; rebuilding it");
@@ -75,6 +82,13 @@ impl Cache {
             let _ = std::fs::remove_dir_all(&trash);
         }
         None
+    }
+
+    /// Stores one file as entry `key` (see [`Cache::put`]) and returns it as cached.
+    pub fn put_file(&self, kind: &str, key: &str, name: &str, src: &Path) -> Result<Cached> {
+        let entry = self.put(kind, key, &[(name, src)])?;
+        self.get(kind, key, name)
+            .ok_or_else(|| Error::Internal(format!("cache entry {} vanished after it was stored", entry.display())))
     }
 
     /// Stores `files` (moved from where they are) as entry `key` and returns the entry folder.
@@ -99,10 +113,10 @@ impl Cache {
         }
         let mut stamp = String::new();
         for (name, _) in files {
-            let line =
-                stamp_line(name, &tmp.join(name)).map_err(|source| Error::Read { path: tmp.join(name), source })?;
-            stamp.push_str(&line);
-            stamp.push('\n');
+            let path = tmp.join(name);
+            let line = stamp_line(name, &path).map_err(|source| Error::Read { path: path.clone(), source })?;
+            let (_, sha256) = crate::build::manifest::file_digest(&path)?;
+            stamp.push_str(&format!("{line} {sha256}\n"));
         }
         std::fs::write(tmp.join(STAMP), stamp).map_err(|source| Error::Write { path: tmp.join(STAMP), source })?;
         match std::fs::rename(&tmp, &dest) {
@@ -115,6 +129,14 @@ impl Cache {
             Err(source) => Err(Error::Write { path: dest, source }),
         }
     }
+}
+
+/// A file of a cache entry, with what its stamp says about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cached {
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: String,
 }
 
 /// The file in each entry recording its files' sizes and mtimes.
@@ -154,7 +176,9 @@ mod tests {
         let entry = cache.put("artifacts", "k1", &[("disk.raw", made.as_path())]).unwrap();
         let out = dir.path().join("out/disk.raw");
         link_or_copy(&entry.join("disk.raw"), &out).unwrap();
-        assert_eq!(cache.get("artifacts", "k1", "disk.raw"), Some(entry.join("disk.raw")));
+        let hit = cache.get("artifacts", "k1", "disk.raw").unwrap();
+        assert_eq!(hit.path, entry.join("disk.raw"));
+        assert_eq!((hit.size, hit.sha256.as_str()), (10, crate::release::hex(&Sha256::digest(b"disk image")).as_str()));
         // Linking the same entry again does not count as a change.
         link_or_copy(&entry.join("disk.raw"), &dir.path().join("out2")).unwrap();
         assert!(cache.get("artifacts", "k1", "disk.raw").is_some());

@@ -154,6 +154,7 @@ impl Manifest {
         out: &Path,
         images: Vec<ImageRecord>,
         images_dir: &Path,
+        known: &std::collections::BTreeMap<(String, String), (u64, String)>,
     ) -> Result<Manifest> {
         let mut artifacts = Vec::new();
         for im in &images {
@@ -166,7 +167,12 @@ impl Manifest {
                 .collect();
             entries.sort();
             for p in entries {
-                let (size, sha256) = file_digest(&p)?;
+                // Digests the build already knows (cached artifacts, release files); the others are read here.
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let (size, sha256) = match known.get(&(im.id.clone(), name)) {
+                    Some((size, sha)) => (*size, sha.clone()),
+                    None => file_digest(&p)?,
+                };
                 let rel = p.strip_prefix(out).unwrap_or(&p).to_string_lossy().into_owned();
                 artifacts.push(ArtifactRecord { path: rel, size, sha256 });
             }

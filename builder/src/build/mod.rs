@@ -16,18 +16,18 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::assemble::disk::{EspFile, MetalImageSpec, SectorSize, write_metal_image};
-use crate::assemble::initramfs::{Extension, build_initramfs, content_key};
-use crate::assemble::uki::{EnrollmentFiles, UkiInputs, build_uki, kernel_release, sign_pe, stub_version};
+use crate::assemble::initramfs::{Extension, build_initramfs, content_key_for_digest};
+use crate::assemble::uki::{EnrollmentFiles, SigningKey, UkiInputs, build_uki, kernel_release, sign_pe, stub_version};
 use crate::assemble::{compress, iso, oci, pxe, qcow2};
 use crate::error::{AssembleError, Diagnostic, Error, Result};
 use crate::plan::{ClusterPlan, ImagePlan};
-use crate::release::{FetchOptions, Release, ReleaseRequest, ReleaseSource, ResolvedExtension, sha256_hex};
+use crate::release::{FetchOptions, Release, ReleaseRequest, ReleaseSource, ResolvedExtension};
 use crate::spec::cluster::{EnrollKeys, OutputKind};
 use crate::spec::profile::Bootloader;
 use crate::tool::ToolRunner;
 use crate::yaml::{FieldPath, Span};
 
-use cache::{Cache, Key, link_or_copy};
+use cache::{Cache, Cached, Key, link_or_copy};
 use manifest::{ImageRecord, Manifest, ReleaseRecord};
 
 /// Everything about a build that is not in the plan.
@@ -217,17 +217,22 @@ fn build_in(
     images: &[&ImagePlan],
 ) -> Result<BuildReport> {
     let (release, epoch) = (inputs.release, inputs.epoch);
-    let kernel = read(&release.kernel.path)?;
-    let base_initramfs = read(&release.initramfs.path)?;
-    let stub = read(&release.sd_stub.path)?;
+    // The kernel, stub and base initramfs are read only when something is built from them (not for a build
+    // whose pieces all come from the cache); sd-boot is small and decides the enrollment mode.
+    let kernel = Lazy::new(&release.kernel.path);
+    let base_initramfs = Lazy::new(&release.initramfs.path);
+    let stub = Lazy::new(&release.sd_stub.path);
     let sd_boot = read(&release.sd_boot.path)?;
     let version = plan.talos_version.clone();
-    let uname = kernel_release(&kernel);
+    let base_digest = hex_bytes(&release.initramfs.sha256)?;
 
     let needs_keys = images.iter().any(|i| i.secure_boot);
     let signing = if needs_keys { Some(keys::load_or_create(&plan.secure_boot_keys)?) } else { None };
 
     let mut from_cache = 0;
+    let mut initramfs_keys: BTreeMap<Vec<String>, String> = BTreeMap::new();
+    // Digests already known (from cache stamps and the release), so the manifest need not read those files.
+    let mut known: BTreeMap<(String, String), (u64, String)> = BTreeMap::new();
     let mut image_records = Vec::new();
     let mut staged: Vec<(String, PathBuf)> = Vec::new();
     for im in images {
@@ -248,55 +253,64 @@ fn build_in(
         }
 
         // Initramfs: release initramfs + extensions.
-        let ikey = content_key(&base_initramfs, &exts, &plan.quirks.version, epoch, runner)?;
-        let initramfs_path = match cache.get("initramfs", &ikey, "initramfs.xz") {
-            Some(p) => {
+        // Images with the same extensions share one key (hashing the extension trees is most of a warm build).
+        let ikey = match initramfs_keys.get(&im.extensions) {
+            Some(k) => k.clone(),
+            None => {
+                let k = content_key_for_digest(&base_digest, &exts, &plan.quirks.version, epoch, runner)?;
+                initramfs_keys.insert(im.extensions.clone(), k.clone());
+                k
+            }
+        };
+        let initramfs = match cache.get("initramfs", &ikey, "initramfs.xz") {
+            Some(c) => {
                 from_cache += 1;
-                p
+                c
             }
             None => {
                 let wd = work.join(format!("initramfs-{}", im.id));
                 let t = std::time::Instant::now();
-                let art = build_initramfs(&base_initramfs, &exts, &plan.quirks.version, epoch, runner, &wd)?;
+                let art = build_initramfs(base_initramfs.get()?, &exts, &plan.quirks.version, epoch, runner, &wd)?;
                 tracing::info!(image = %im.id, ms = t.elapsed().as_millis() as u64, "initramfs built");
-                let entry = cache.put("initramfs", &ikey, &[("initramfs.xz", art.path.as_path())])?;
+                let entry = cache.put_file("initramfs", &ikey, "initramfs.xz", &art.path)?;
                 let _ = std::fs::remove_dir_all(&wd);
-                entry.join("initramfs.xz")
+                entry
             }
         };
-        let initramfs = read(&initramfs_path)?;
+        let initramfs_path = initramfs.path.clone();
 
         // UKI (signed for Secure Boot), and sd-boot signed the same way.
         let osrel = os_release(&version);
-        let profiles_ok =
-            systemd_version(&stub).is_some_and(|v| v >= crate::assemble::uki::MIN_STUB_VERSION_FOR_PROFILES);
         let mut ukey = Key::new("uki");
         ukey.part("stub", release.sd_stub.sha256.as_bytes())
             .part("kernel", release.kernel.sha256.as_bytes())
-            .part("initramfs", sha256_hex(&initramfs).as_bytes())
+            .part("initramfs", initramfs.sha256.as_bytes())
             .part("cmdline", im.cmdline.as_bytes())
             .part("osrel", osrel.as_bytes())
             .part("epoch", &epoch.to_le_bytes())
-            .part("profiles", &[u8::from(profiles_ok)]);
+            // Whether the stub takes `.profile` sections follows from the stub, which is part of the key.
+            .part("profile-sections", crate::assemble::uki::MIN_STUB_VERSION_FOR_PROFILES.to_string().as_bytes());
         if let (Some(k), true) = (&signing, im.secure_boot) {
             ukey.part("signed-by", k.cert_der());
         }
         let ukey = ukey.finish();
-        let uki_path = match cache.get("uki", &ukey, "uki.efi") {
-            Some(p) => {
+        let uki = match cache.get("uki", &ukey, "uki.efi") {
+            Some(c) => {
                 from_cache += 1;
-                p
+                c
             }
             None => {
+                let profiles_ok = systemd_version(stub.get()?)
+                    .is_some_and(|v| v >= crate::assemble::uki::MIN_STUB_VERSION_FOR_PROFILES);
                 let reset = crate::assemble::uki::UkiProfile::reset_maintenance(&im.cmdline);
                 let extra = [reset];
                 let uki = build_uki(&UkiInputs {
-                    stub: &stub,
-                    kernel: &kernel,
-                    initrd: &initramfs,
+                    stub: stub.get()?,
+                    kernel: kernel.get()?,
+                    initrd: &read(&initramfs_path)?,
                     cmdline: &im.cmdline,
                     os_release: &osrel,
-                    uname: uname.as_deref(),
+                    uname: kernel_release(kernel.get()?).as_deref(),
                     profiles: Some(if profiles_ok { &extra[..] } else { &[] }),
                     epoch,
                     ..UkiInputs::default()
@@ -307,24 +321,23 @@ fn build_in(
                 };
                 let tmp = work.join(format!("uki-{ukey}"));
                 write(&tmp, &uki)?;
-                cache.put("uki", &ukey, &[("uki.efi", tmp.as_path())])?.join("uki.efi")
+                cache.put_file("uki", &ukey, "uki.efi", &tmp)?
             }
         };
-        let sd_boot_signed = match (&signing, im.secure_boot) {
-            (Some(k), true) => sign_pe(&sd_boot, k, epoch)?,
-            _ => sd_boot.clone(),
-        };
-        let sd_boot_path = work.join(format!("sd-boot-{}.efi", im.id));
-        write(&sd_boot_path, &sd_boot_signed)?;
-        let enroll = match (&signing, im.secure_boot) {
-            (Some(k), true) => Some(EnrollmentFiles::generate(k.cert_der(), k, None, epoch)?),
+        let uki_path = uki.path.clone();
+        // sd-boot (signed like the UKI) and the key-enrollment files are made only when an artifact that holds
+        // them is built, not for artifacts linked from the cache: RSA-4096 signing is most of a warm build.
+        let image_key = match (&signing, im.secure_boot) {
+            (Some(k), true) => Some(k),
             _ => None,
         };
+        let boot_files = BootFiles::new(&sd_boot, image_key, work.join(format!("sd-boot-{}.efi", im.id)), epoch);
         let enroll_mode = enroll_mode(plan.enroll_keys, &sd_boot);
 
         let mut akey = Key::new("artifacts");
         akey.part("uki", ukey.as_bytes())
-            .part("sd-boot", sha256_hex(&sd_boot_signed).as_bytes())
+            .part("sd-boot", release.sd_boot.sha256.as_bytes())
+            .part("sd-boot-signed-by", image_key.map(|k| k.cert_der()).unwrap_or_default())
             .part("version", version.as_bytes())
             .part("enroll", enroll_mode.as_str().as_bytes())
             .part("epoch", &epoch.to_le_bytes());
@@ -332,7 +345,10 @@ fn build_in(
 
         for kind in &kinds {
             match kind {
-                OutputKind::Uki => link_or_copy(&uki_path, &stage.join(&n.uki))?,
+                OutputKind::Uki => {
+                    link_or_copy(&uki_path, &stage.join(&n.uki))?;
+                    known.insert((im.id.clone(), n.uki.clone()), (uki.size, uki.sha256.clone()));
+                }
                 OutputKind::Pxe => {
                     let spec = pxe::PxeSpec {
                         arch: im.arch.clone(),
@@ -342,20 +358,41 @@ fn build_in(
                         cmdline: im.cmdline.clone(),
                         base_url: None,
                     };
-                    pxe::write_pxe(&stage, &spec)?;
+                    let report = pxe::write_pxe_scripts(&stage, &spec)?;
+                    // The kernel joins the cache (a copy: the release folder is the user's), so it is linked
+                    // like every other cached artifact; the initramfs is linked from its entry.
+                    let kernel_file = match cache.get("kernel", &release.kernel.sha256, "vmlinuz") {
+                        Some(c) => c,
+                        None => {
+                            let tmp = work.join(format!("kernel-{}", release.kernel.sha256));
+                            std::fs::copy(&release.kernel.path, &tmp)
+                                .map_err(|source| Error::Write { path: tmp.clone(), source })?;
+                            cache.put_file("kernel", &release.kernel.sha256, "vmlinuz", &tmp)?
+                        }
+                    };
+                    for (path, c) in [(&report.kernel, &kernel_file), (&report.initramfs, &initramfs)] {
+                        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                        publish(c, &stage, &im.id, &name, &mut known)?;
+                    }
                 }
                 OutputKind::Metal | OutputKind::Qcow2 => {
                     let zst = format!("{}.zst", n.raw);
                     let want = if *kind == OutputKind::Metal { zst.clone() } else { n.qcow2.clone() };
                     let key = format!("{akey}-{}", if *kind == OutputKind::Metal { "metal" } else { "qcow2" });
-                    if let Some(p) = cache.get("artifacts", &key, &want) {
+                    if let Some(c) = cache.get("artifacts", &key, &want) {
                         from_cache += 1;
-                        link_or_copy(&p, &stage.join(&want))?;
+                        publish(&c, &stage, &im.id, &want, &mut known)?;
                         continue;
                     }
                     let raw = work.join(&n.raw);
                     if !raw.exists() {
-                        let files = esp_files(&sd_boot_path, &uki_path, &version, enroll.as_ref(), enroll_mode);
+                        let files = esp_files(
+                            boot_files.sd_boot()?,
+                            &uki_path,
+                            &version,
+                            boot_files.enrollment()?,
+                            enroll_mode,
+                        );
                         let sector = SectorSize::from_bytes(plan.sector_size).map_err(AssembleError::from)?;
                         let spec = MetalImageSpec {
                             esp_files: files,
@@ -374,17 +411,17 @@ fn build_in(
                         qcow2::convert_to_qcow2(runner, &raw, &made, qcow2::TALOS_QCOW2_OPTIONS)?;
                     }
                     tracing::info!(image = %im.id, file = %want, ms = t.elapsed().as_millis() as u64, "written");
-                    let entry = cache.put("artifacts", &key, &[(want.as_str(), made.as_path())])?;
-                    link_or_copy(&entry.join(&want), &stage.join(&want))?;
+                    let c = cache.put_file("artifacts", &key, &want, &made)?;
+                    publish(&c, &stage, &im.id, &want, &mut known)?;
                 }
                 OutputKind::Iso => {
                     let key = format!("{akey}-iso");
-                    if let Some(p) = cache.get("artifacts", &key, &n.iso) {
+                    if let Some(c) = cache.get("artifacts", &key, &n.iso) {
                         from_cache += 1;
-                        link_or_copy(&p, &stage.join(&n.iso))?;
+                        publish(&c, &stage, &im.id, &n.iso, &mut known)?;
                         continue;
                     }
-                    let sb = match (&enroll, &signing) {
+                    let sb = match (boot_files.enrollment()?, image_key) {
                         (Some(e), Some(k)) => {
                             let d = work.join(format!("iso-keys-{}", im.id));
                             e.write_to(&d)?;
@@ -407,21 +444,21 @@ fn build_in(
                         &iso::IsoSpec {
                             version: version.clone(),
                             arch: im.arch.clone(),
-                            sd_boot: sd_boot_path.clone(),
+                            sd_boot: boot_files.sd_boot()?.to_owned(),
                             uki: uki_path.clone(),
                             secure_boot: sb,
                             epoch,
                         },
                     )?;
                     tracing::info!(image = %im.id, file = %n.iso, ms = t.elapsed().as_millis() as u64, "written");
-                    let entry = cache.put("artifacts", &key, &[(n.iso.as_str(), made.as_path())])?;
-                    link_or_copy(&entry.join(&n.iso), &stage.join(&n.iso))?;
+                    let c = cache.put_file("artifacts", &key, &n.iso, &made)?;
+                    publish(&c, &stage, &im.id, &n.iso, &mut known)?;
                 }
                 OutputKind::Installer => {
                     let key = format!("{akey}-installer");
-                    if let Some(p) = cache.get("artifacts", &key, &n.installer) {
+                    if let Some(c) = cache.get("artifacts", &key, &n.installer) {
                         from_cache += 1;
-                        link_or_copy(&p, &stage.join(&n.installer))?;
+                        publish(&c, &stage, &im.id, &n.installer, &mut known)?;
                         continue;
                     }
                     let made = work.join(&n.installer);
@@ -432,7 +469,7 @@ fn build_in(
                             version: version.clone(),
                             secure_boot: im.secure_boot,
                             artifacts: oci::InstallerArtifacts::SdBoot {
-                                systemd_boot: sd_boot_path.clone(),
+                                systemd_boot: boot_files.sd_boot()?.to_owned(),
                                 uki: uki_path.clone(),
                             },
                             ref_name: version.clone(),
@@ -440,8 +477,8 @@ fn build_in(
                             epoch,
                         },
                     )?;
-                    let entry = cache.put("artifacts", &key, &[(n.installer.as_str(), made.as_path())])?;
-                    link_or_copy(&entry.join(&n.installer), &stage.join(&n.installer))?;
+                    let c = cache.put_file("artifacts", &key, &n.installer, &made)?;
+                    publish(&c, &stage, &im.id, &n.installer, &mut known)?;
                 }
             }
         }
@@ -457,7 +494,7 @@ fn build_in(
             secure_boot: im.secure_boot,
             cmdline: im.cmdline.clone(),
             extensions: exts.iter().map(|e| (e.name().to_owned(), e.version().to_owned())).collect(),
-            initramfs_sha256: sha256_hex(&initramfs),
+            initramfs_sha256: initramfs.sha256.clone(),
             outputs: kinds.clone(),
         });
     }
@@ -487,6 +524,7 @@ fn build_in(
         &opts.out,
         image_records,
         &images_dir,
+        &known,
     )?;
     let manifest_path = opts.out.join("manifest.json");
     crate::output::write_atomic(
@@ -496,6 +534,92 @@ fn build_in(
         crate::output::Overwrite::Replace,
     )?;
     Ok(BuildReport { manifest, manifest_path, from_cache })
+}
+
+/// A release file read on first use.
+struct Lazy<'a> {
+    path: &'a Path,
+    data: std::cell::OnceCell<Vec<u8>>,
+}
+
+impl<'a> Lazy<'a> {
+    fn new(path: &'a Path) -> Self {
+        Lazy { path, data: std::cell::OnceCell::new() }
+    }
+
+    fn get(&self) -> Result<&[u8]> {
+        if self.data.get().is_none() {
+            let _ = self.data.set(read(self.path)?);
+        }
+        Ok(self.data.get().map(Vec::as_slice).unwrap_or_default())
+    }
+}
+
+/// The bytes of a lowercase hex digest.
+fn hex_bytes(hex: &str) -> Result<Vec<u8>> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+                .ok_or_else(|| Error::Internal(format!("not a hex digest: {hex:?}")))
+        })
+        .collect()
+}
+
+/// Links a cached artifact into an image's staging folder and records its digest for the manifest.
+fn publish(
+    c: &Cached,
+    stage: &Path,
+    image: &str,
+    name: &str,
+    known: &mut BTreeMap<(String, String), (u64, String)>,
+) -> Result<()> {
+    link_or_copy(&c.path, &stage.join(name))?;
+    known.insert((image.to_owned(), name.to_owned()), (c.size, c.sha256.clone()));
+    Ok(())
+}
+
+/// An image's sd-boot binary (signed with the image's key, if any) and Secure Boot enrollment files, made on
+/// first use.
+struct BootFiles<'a> {
+    sd_boot: &'a [u8],
+    key: Option<&'a SigningKey>,
+    path: PathBuf,
+    epoch: u64,
+    written: std::cell::OnceCell<()>,
+    enrollment: std::cell::OnceCell<Option<EnrollmentFiles>>,
+}
+
+impl<'a> BootFiles<'a> {
+    fn new(sd_boot: &'a [u8], key: Option<&'a SigningKey>, path: PathBuf, epoch: u64) -> Self {
+        BootFiles { sd_boot, key, path, epoch, written: Default::default(), enrollment: Default::default() }
+    }
+
+    /// The path of the (signed) sd-boot binary, written on first call.
+    fn sd_boot(&self) -> Result<&Path> {
+        if self.written.get().is_none() {
+            let bytes = match self.key {
+                Some(k) => sign_pe(self.sd_boot, k, self.epoch)?,
+                None => self.sd_boot.to_vec(),
+            };
+            write(&self.path, &bytes)?;
+            let _ = self.written.set(());
+        }
+        Ok(&self.path)
+    }
+
+    /// The PK/KEK/db enrollment files for a Secure Boot image (`None` otherwise), made on first call.
+    fn enrollment(&self) -> Result<Option<&EnrollmentFiles>> {
+        if self.enrollment.get().is_none() {
+            let files = match self.key {
+                Some(k) => Some(EnrollmentFiles::generate(k.cert_der(), k, None, self.epoch)?),
+                None => None,
+            };
+            let _ = self.enrollment.set(files);
+        }
+        Ok(self.enrollment.get().and_then(Option::as_ref))
+    }
 }
 
 /// Puts the finished folder `stage` at `dest`. An existing `dest` is swapped with `stage` in one

@@ -144,6 +144,18 @@ pub fn content_key(
     epoch: u64,
     runner: &ToolRunner,
 ) -> Result<String, InitramfsError> {
+    content_key_for_digest(&Sha256::digest(base), extensions, talos_version, epoch, runner)
+}
+
+/// [`content_key`] from the sha256 of the base initramfs (32 bytes) instead of its bytes, for callers that
+/// already know it.
+pub fn content_key_for_digest(
+    base_sha256: &[u8],
+    extensions: &[Extension],
+    talos_version: &Version,
+    epoch: u64,
+    runner: &ToolRunner,
+) -> Result<String, InitramfsError> {
     let mut h = Sha256::new();
     let mut line = |s: &[u8]| {
         h.update((s.len() as u64).to_le_bytes());
@@ -153,7 +165,7 @@ pub fn content_key(
     line(talos_version.tag().as_bytes());
     line(epoch.to_string().as_bytes());
     line(format!("libzstd {}", zstd::zstd_safe::version_number()).as_bytes());
-    line(&Sha256::digest(base));
+    line(base_sha256);
     for ext in extensions {
         line(b"extension");
         line(&Sha256::digest(ext.manifest_bytes()));

@@ -15,7 +15,7 @@ pub mod squashfs;
 
 use std::path::PathBuf;
 
-pub use build::{ExtensionSummary, InitramfsArtifact, build_initramfs, content_key};
+pub use build::{ExtensionSummary, InitramfsArtifact, build_initramfs, content_key, content_key_for_digest};
 pub use extensions::{Extension, Manifest, Metadata};
 
 use crate::tool::ToolError;
