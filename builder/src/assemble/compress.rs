@@ -1,8 +1,9 @@
 //! Output compression as Talos's imager does it (`pkg/imager/post.go`): `.zst` (`zstd -T0 -18`), `.xz`
-//! (`xz -0 -T0`) and `.gz` (`pigz -6 --no-time`), done in-process and **single-threaded**, because the
-//! multi-threaded zstd and xz encoders split their input by thread count and would make the bytes depend on the
-//! machine. The input is streamed in 1 MiB chunks, so memory stays bounded (the encoder's window and tables)
-//! whatever the image size; a sparse raw image is read as the zeros it holds.
+//! (`xz -0 -T0`) and `.gz` (`pigz -6 --no-time`), done in-process. The xz and gzip encoders run on one
+//! thread, because the multi-threaded xz encoder splits its input by thread count and would make the bytes
+//! depend on the machine; zstd runs on up to four threads over pieces whose boundaries depend only on the input
+//! (below), so its bytes do not depend on the machine either. Memory stays bounded whatever the image size
+//! (1 MiB read chunks, 2 MiB zstd pieces).
 //!
 //! Framing matches the command-line tools' defaults: zstd frames carry the content size and a checksum, xz
 //! streams a CRC64 check, gzip headers have mtime 0 and OS 3 (Unix) and no file name. The output is written

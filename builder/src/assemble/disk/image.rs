@@ -98,7 +98,7 @@ pub struct MetalImageSpec {
 }
 
 impl MetalImageSpec {
-    /// The Talos defaults for Talos `talos.0.talos.1` (disk and ESP sizes), without files or META entries.
+    /// The Talos defaults for Talos `major.minor` = `talos` (disk and ESP sizes), without files or META entries.
     pub fn sd_boot(talos: (u32, u32), sector_size: SectorSize, epoch: u64) -> Self {
         let (major, minor) = talos;
         MetalImageSpec {
