@@ -188,7 +188,8 @@ const CASES: &[Case] = &[
     ),
     build(
         "38-extension-incompatible-talos",
-        "extension \"fixture-future\" 1.0 supports Talos >= v1.15.0; the image is for v1.14.0",
+        "extension fixture/fixture-future: release/extensions/fixture-future/manifest.yaml:9:16: \
+         metadata.compatibility.talos.version: fixture-future 1.0 supports Talos >= v1.15.0; this image is for v1.14.0",
     ),
     build(
         "39-unknown-extension",

@@ -173,7 +173,14 @@ pub fn build(plan: &ClusterPlan, opts: &BuildOptions, runner_epoch: impl Fn(u64)
     let mut loaded = BTreeMap::new();
     for e in &fetched.extensions {
         let ext = Extension::load(&e.dir)?;
-        ext.check_compatible(&plan.quirks.version)?;
+        match ext.check_compatible(&plan.quirks.version) {
+            Ok(()) => {}
+            Err(crate::assemble::initramfs::InitramfsError::Incompatible { version, constraint, talos, .. }) => {
+                let message = format!("{} {version} supports Talos {constraint}; this image is for {talos}", e.name);
+                return Err(crate::release::incompatible_extension(e, message).into());
+            }
+            Err(other) => return Err(other.into()),
+        }
         loaded.insert(e.reference.clone(), ext);
     }
     let epoch = opts.epoch.or(fetched.release.epoch).unwrap_or(0);

@@ -536,6 +536,21 @@ pub fn check_extension_dir(dir: &Path, reference: &str) -> Result<(String, Strin
     check_extension(dir, &dir.join("manifest.yaml"), reference)
 }
 
+/// The error for an extension whose `metadata.compatibility.talos.version` excludes the Talos version being
+/// built, located at that field of its `manifest.yaml` (named as [`check_extension`] names it).
+pub fn incompatible_extension(e: &ResolvedExtension, message: String) -> ReleaseError {
+    use crate::error::Diagnostic;
+    use crate::yaml::FieldPath;
+    let manifest = e.dir.join("manifest.yaml");
+    let shown = if e.image.is_some() { PathBuf::from("manifest.yaml") } else { manifest.clone() };
+    let field = FieldPath::root().key("metadata").key("compatibility").key("talos").key("version");
+    let located = match std::fs::read_to_string(&manifest).ok().and_then(|t| crate::yaml::parse_document(&t).ok()) {
+        Some(doc) => Diagnostic::at_path(&shown, &doc, field, message).to_string(),
+        None => format!("{}: {message}", shown.display()),
+    };
+    ReleaseError::BadExtension { reference: e.image.clone().unwrap_or_else(|| e.reference.clone()), message: located }
+}
+
 /// [`check_extension_dir`], naming the manifest `shown` in errors (an unpacked image's temp folder is gone by
 /// the time the user reads the message; the reference says where it came from).
 fn check_extension(dir: &Path, shown: &Path, reference: &str) -> Result<(String, String)> {
