@@ -17,7 +17,8 @@ use talforge_builder::{Error, ErrorClass};
 #[derive(Debug, Parser)]
 #[command(name = "talforge", version, max_term_width = 100)]
 pub struct Cli {
-    /// Folder holding hardware-profiles/ and overlays/ (default: found by walking up from the cluster file).
+    /// Folder holding hardware-profiles/ and overlays/ (default: found by walking up from the cluster file, or
+    /// from the current folder for commands without one).
     #[arg(long, global = true, value_name = "DIR")]
     pub catalog: Option<PathBuf>,
 
