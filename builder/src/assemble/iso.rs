@@ -66,28 +66,8 @@ const EPOCH_MAX: u64 = 4_354_819_199;
 const MBR_HEADS: u64 = 64;
 const MBR_SECTORS: u64 = 32;
 
-/// What `loader.conf` says about enrolling Secure Boot keys (`secure-boot-enroll`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum EnrollKeys {
-    /// Talos's default for Secure Boot ISOs.
-    #[default]
-    IfSafe,
-    Manual,
-    Force,
-    Off,
-}
-
-impl EnrollKeys {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EnrollKeys::IfSafe => "if-safe",
-            EnrollKeys::Manual => "manual",
-            EnrollKeys::Force => "force",
-            EnrollKeys::Off => "off",
-        }
-    }
-}
+/// What `loader.conf` says about enrolling Secure Boot keys (`secure-boot-enroll`): the cluster file's type.
+pub use crate::spec::cluster::EnrollKeys;
 
 /// The Secure Boot extras of a Secure Boot ISO: the UKI signing certificate (DER) and the auto-enrollment
 /// databases (signed ESLs), and the enrollment mode.

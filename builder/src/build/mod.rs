@@ -435,7 +435,7 @@ fn build_in(
                             let cert = d.join("uki-signing-cert.der");
                             write(&cert, k.cert_der())?;
                             Some(iso::IsoSecureBoot {
-                                enroll: iso_enroll(enroll_mode),
+                                enroll: enroll_mode,
                                 signing_cert_der: cert,
                                 platform_key: d.join("PK.auth"),
                                 key_exchange_key: d.join("KEK.auth"),
@@ -687,15 +687,6 @@ fn systemd_version(pe: &[u8]) -> Option<u32> {
     let text = String::from_utf8_lossy(pe);
     let rest = text.split("LoaderInfo: systemd-boot ").nth(1)?;
     crate::assemble::uki::major_version(rest.split_whitespace().next()?)
-}
-
-fn iso_enroll(m: EnrollKeys) -> iso::EnrollKeys {
-    match m {
-        EnrollKeys::IfSafe => iso::EnrollKeys::IfSafe,
-        EnrollKeys::Manual => iso::EnrollKeys::Manual,
-        EnrollKeys::Force => iso::EnrollKeys::Force,
-        EnrollKeys::Off => iso::EnrollKeys::Off,
-    }
 }
 
 fn read(p: &Path) -> Result<Vec<u8>> {
