@@ -2,6 +2,7 @@
 
 mod build;
 mod config;
+mod lab;
 mod plan;
 mod profile;
 mod qualify;
@@ -51,6 +52,10 @@ pub enum Command {
     /// Compare a machine's inventory (NICs, disks, firmware, TPM, CPUs, memory) with its hardware profile;
     /// exit 1 on any mismatch.
     Qualify(qualify::QualifyArgs),
+    /// The QEMU lab: boot the cluster's nodes as VMs shaped like their hardware profiles, validate them stage
+    /// by stage, report (JUnit + HTML); reach a running lab's network.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
 }
 
 pub fn init_logging(verbose: u8) {
@@ -76,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(a) => build::run_build(&a, cli.catalog.as_deref()),
         Command::Verify(a) => build::run_verify(&a, cli.catalog.as_deref()),
         Command::Qualify(a) => qualify::run(&a, cli.catalog.as_deref()),
+        Command::Lab(c) => lab::run(c, cli.catalog.as_deref()),
     }
 }
 
@@ -86,6 +92,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         c.downcast_ref::<Error>()
             .map(Error::class)
             .or_else(|| c.downcast_ref::<talforge_testbed::qualify::QualifyError>().map(|q| q.class()))
+            .or_else(|| c.downcast_ref::<talforge_testbed::lab::LabError>().map(|q| q.class()))
     });
     match class {
         Some(c) => u8::try_from(c.exit_code()).unwrap_or(70),

@@ -4,5 +4,10 @@
 //!   acceleration choice.
 //! - [`qualify`]: compares what a booted machine reports (its inventory) with its hardware profile.
 
+pub mod configserver;
+pub mod lab;
+pub mod net;
 pub mod qemu;
 pub mod qualify;
+pub mod report;
+pub mod vm;

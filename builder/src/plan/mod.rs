@@ -42,6 +42,8 @@ pub struct PlanOverrides {
     pub patches: Vec<String>,
     pub control_plane_patches: Vec<String>,
     pub worker_patches: Vec<String>,
+    /// Kernel arguments for every node's image, after the node's own (the lab adds `talos.config=`).
+    pub kernel_args: Vec<String>,
 }
 
 /// A machine-config patch in the order it applies, with where it came from.
@@ -449,6 +451,7 @@ pub fn resolve(src: &Source, spec: &ClusterSpec, catalog: &Catalog, ov: &PlanOve
         extensions.extend(spec.extensions.iter().cloned());
         extensions.extend(n.extensions.iter().cloned());
         kargs.extend(n.kernel_args.iter().cloned());
+        kargs.extend(ov.kernel_args.iter().cloned());
         if let Some(c) = &prof.firmware.serial_console {
             kargs.push(format!("console={c}"));
         }

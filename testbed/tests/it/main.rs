@@ -15,4 +15,5 @@ mod accel;
 mod accept;
 mod args;
 mod boot;
+mod net;
 mod support;

@@ -1,0 +1,324 @@
+//! A lab's network: one named network namespace holding `lo`, a bridge with the gateway address and one tap
+//! per VM NIC on the bridge. Everything is made inside the namespace; the host's namespace gets nothing, and
+//! removing the namespace removes the whole network.
+//!
+//! The namespace also routes the limited broadcast 255.255.255.255 out of the bridge: a DHCP server replies
+//! there to clients that have no address yet, and without a route the kernel refuses to send (ENETUNREACH).
+
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::NetError;
+use super::netns::{find_ip, in_netns, ip, links_in, netns_path};
+
+/// What a lab's network is made of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetSpec {
+    /// The network namespace's name (`/run/netns/<netns>`).
+    pub netns: String,
+    /// The bridge's name inside the namespace, e.g. `tfbr0`.
+    pub bridge: String,
+    /// The bridge's address: the VMs' gateway, DHCP and HTTP server.
+    pub gateway: Ipv4Addr,
+    /// The lab subnet's prefix length (1 to 30).
+    pub prefix: u8,
+    /// One tap per VM NIC, on the bridge.
+    pub taps: Vec<String>,
+    /// NAT from the lab to the host's network. Not implemented: `true` makes [`LabNet::create`] fail with
+    /// [`NetError::Unsupported`].
+    pub nat: bool,
+}
+
+/// A lab network that exists; [`LabNet::destroy`] removes it, and dropping it without that removes it too
+/// (best effort, errors ignored).
+#[derive(Debug)]
+pub struct LabNet {
+    spec: NetSpec,
+    ip: PathBuf,
+    live: bool,
+}
+
+impl LabNet {
+    /// Makes the namespace, the bridge with the gateway address and the taps. Needs root
+    /// ([`NetError::NeedsRoot`] otherwise). A namespace of that name already existing is
+    /// [`NetError::Exists`]: the caller decides whether it is stale and removes it with
+    /// [`delete_netns`](super::delete_netns). If a step fails, what was made is removed again.
+    pub fn create(spec: &NetSpec) -> Result<LabNet, NetError> {
+        check_spec(spec)?;
+        let euid = rustix::process::geteuid();
+        if !euid.is_root() {
+            return Err(NetError::NeedsRoot { euid: euid.as_raw() });
+        }
+        let ip_path = find_ip()?;
+        if netns_path(&spec.netns).exists() {
+            return Err(NetError::Exists { netns: spec.netns.clone() });
+        }
+        let mut steps = setup_args(spec).into_iter();
+        if let Some(add) = steps.next() {
+            ip(&add)?;
+        }
+        let net = LabNet { spec: spec.clone(), ip: ip_path, live: true };
+        for step in steps {
+            // On failure `net` is dropped here, which removes the namespace again.
+            ip(&step)?;
+        }
+        Ok(net)
+    }
+
+    /// The network namespace's name.
+    pub fn name(&self) -> &str {
+        &self.spec.netns
+    }
+
+    /// What the network was made from.
+    pub fn spec(&self) -> &NetSpec {
+        &self.spec
+    }
+
+    /// `ip netns exec <name> program args...` with the environment of
+    /// [`qemu::process::command`](crate::qemu::process::command) (only `PATH`, `LC_ALL=C`, `TZ=UTC`; stdin
+    /// from /dev/null). `ip netns exec` execs `program`: the child's pid is the program's.
+    pub fn command(&self, program: &Path, args: &[OsString]) -> Command {
+        let mut all: Vec<OsString> =
+            vec!["netns".into(), "exec".into(), self.spec.netns.clone().into(), program.into()];
+        all.extend(args.iter().cloned());
+        crate::qemu::process::command(&self.ip, &all)
+    }
+
+    /// A TCP listener on `addr` inside the namespace (so reachable from the VMs, not from the host),
+    /// nonblocking, ready for `tokio::net::TcpListener::from_std`.
+    pub fn bind_tcp(&self, addr: SocketAddr) -> std::io::Result<TcpListener> {
+        let netns = self.spec.netns.clone();
+        in_netns(&self.spec.netns, move || {
+            let l = TcpListener::bind(addr).map_err(|e| bind_error(e, "TCP", addr, &netns))?;
+            l.set_nonblocking(true)?;
+            Ok(l)
+        })
+    }
+
+    /// A UDP socket on `addr` inside the namespace, nonblocking, ready for `tokio::net::UdpSocket::from_std`.
+    pub fn bind_udp(&self, addr: SocketAddr) -> std::io::Result<UdpSocket> {
+        let netns = self.spec.netns.clone();
+        in_netns(&self.spec.netns, move || {
+            let s = UdpSocket::bind(addr).map_err(|e| bind_error(e, "UDP", addr, &netns))?;
+            s.set_nonblocking(true)?;
+            Ok(s)
+        })
+    }
+
+    /// Deletes the taps, the bridge and the namespace, returning a line for each thing done. Every step is
+    /// tried; the first failure is returned after the rest ran.
+    pub fn destroy(mut self) -> Result<Vec<String>, NetError> {
+        self.live = false;
+        teardown(&self.spec)
+    }
+}
+
+impl Drop for LabNet {
+    fn drop(&mut self) {
+        if self.live {
+            self.live = false;
+            let _ = teardown(&self.spec);
+        }
+    }
+}
+
+fn bind_error(e: std::io::Error, proto: &str, addr: SocketAddr, netns: &str) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("cannot bind {proto} {addr} in network namespace {netns}: {e}"))
+}
+
+/// The `ip` command lines (without `ip`) that make `spec`'s network, in order; the first makes the
+/// namespace.
+pub fn setup_args(spec: &NetSpec) -> Vec<Vec<String>> {
+    let ns = spec.netns.as_str();
+    let br = spec.bridge.as_str();
+    let cidr = format!("{}/{}", spec.gateway, spec.prefix);
+    let line = |args: &[&str]| args.iter().map(|a| (*a).to_owned()).collect::<Vec<String>>();
+    let mut steps = vec![
+        line(&["netns", "add", ns]),
+        line(&["-n", ns, "link", "set", "lo", "up"]),
+        line(&["-n", ns, "link", "add", br, "type", "bridge"]),
+        line(&["-n", ns, "addr", "add", &cidr, "broadcast", "+", "dev", br]),
+        line(&["-n", ns, "link", "set", br, "up"]),
+        line(&["-n", ns, "route", "add", "255.255.255.255/32", "dev", br]),
+    ];
+    for tap in &spec.taps {
+        steps.push(line(&["-n", ns, "tuntap", "add", "dev", tap, "mode", "tap"]));
+        steps.push(line(&["-n", ns, "link", "set", tap, "master", br, "up"]));
+    }
+    steps
+}
+
+/// Deletes the taps, the bridge and the namespace (what is already gone is reported, not an error).
+fn teardown(spec: &NetSpec) -> Result<Vec<String>, NetError> {
+    let ns = spec.netns.as_str();
+    let mut done = Vec::new();
+    if !netns_path(ns).exists() {
+        done.push(format!("network namespace {ns} was already gone"));
+        return Ok(done);
+    }
+    let mut first_error = None;
+    let links = links_in(ns);
+    let mut delete_link = |kind: &str, name: &str| {
+        if !links.iter().any(|l| l == name) {
+            done.push(format!("{kind} {name} in network namespace {ns} was already gone"));
+            return;
+        }
+        match ip(&["-n", ns, "link", "delete", name]) {
+            Ok(_) => done.push(format!("deleted {kind} {name} in network namespace {ns}")),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    };
+    for tap in &spec.taps {
+        delete_link("tap", tap);
+    }
+    delete_link("bridge", &spec.bridge);
+    match ip(&["netns", "delete", ns]) {
+        Ok(_) => done.push(format!("deleted network namespace {ns}")),
+        Err(e) => {
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
+}
+
+/// A namespace name `ip netns` and `/run/netns` take safely.
+pub(crate) fn check_netns_name(name: &str) -> Result<(), NetError> {
+    if valid_name(name, 64) {
+        Ok(())
+    } else {
+        Err(NetError::BadName {
+            what: "network namespace",
+            name: name.to_owned(),
+            expected: "1 to 64 characters of [a-zA-Z0-9_.-], not starting with '-' or '.'",
+        })
+    }
+}
+
+fn valid_name(name: &str, max: usize) -> bool {
+    (1..=max).contains(&name.len())
+        && !name.starts_with(['-', '.'])
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// Checks what the kernel and `ip` would reject later, with errors that say which field.
+pub(crate) fn check_spec(spec: &NetSpec) -> Result<(), NetError> {
+    if spec.nat {
+        return Err(NetError::Unsupported(
+            "NAT from the lab network to the host's network is not implemented (the lab's namespace has no \
+             way out); set nat to false"
+                .to_owned(),
+        ));
+    }
+    check_netns_name(&spec.netns)?;
+    let mut seen: Vec<&str> = Vec::new();
+    for (what, name) in std::iter::once(("bridge", &spec.bridge)).chain(spec.taps.iter().map(|t| ("tap", t))) {
+        if !valid_name(name, 15) || name == "lo" {
+            return Err(NetError::BadName {
+                what,
+                name: name.clone(),
+                expected: "1 to 15 characters of [a-zA-Z0-9_.-], not starting with '-' or '.', and not lo",
+            });
+        }
+        if seen.contains(&name.as_str()) {
+            return Err(NetError::DuplicateName { name: name.clone() });
+        }
+        seen.push(name);
+    }
+    let bad = |problem| Err(NetError::BadAddress { gateway: spec.gateway, prefix: spec.prefix, problem });
+    if !(1..=30).contains(&spec.prefix) {
+        return bad("expected a prefix length of 1 to 30 (room for the gateway and the VMs)");
+    }
+    let g = spec.gateway;
+    if g.is_unspecified() || g.is_loopback() || g.is_multicast() || g.is_broadcast() || g.is_link_local() {
+        return bad("expected a unicast address that is not loopback or link-local");
+    }
+    let host_bits = u32::MAX >> spec.prefix;
+    let host = u32::from(g) & host_bits;
+    if host == 0 || host == host_bits {
+        return bad("the gateway is the subnet's network or broadcast address");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> NetSpec {
+        NetSpec {
+            netns: "tflab-a".into(),
+            bridge: "tfbr0".into(),
+            gateway: Ipv4Addr::new(10, 5, 0, 1),
+            prefix: 24,
+            taps: vec!["tap0".into(), "tap1".into()],
+            nat: false,
+        }
+    }
+
+    #[test]
+    fn setup_commands() {
+        let text: Vec<String> = setup_args(&spec()).iter().map(|a| a.join(" ")).collect();
+        assert_eq!(
+            text,
+            [
+                "netns add tflab-a",
+                "-n tflab-a link set lo up",
+                "-n tflab-a link add tfbr0 type bridge",
+                "-n tflab-a addr add 10.5.0.1/24 broadcast + dev tfbr0",
+                "-n tflab-a link set tfbr0 up",
+                "-n tflab-a route add 255.255.255.255/32 dev tfbr0",
+                "-n tflab-a tuntap add dev tap0 mode tap",
+                "-n tflab-a link set tap0 master tfbr0 up",
+                "-n tflab-a tuntap add dev tap1 mode tap",
+                "-n tflab-a link set tap1 master tfbr0 up",
+            ]
+        );
+    }
+
+    #[test]
+    fn spec_errors_name_the_field() {
+        assert!(check_spec(&spec()).is_ok());
+        let err = |f: fn(&mut NetSpec)| {
+            let mut s = spec();
+            f(&mut s);
+            check_spec(&s).unwrap_err().to_string()
+        };
+        assert_eq!(
+            err(|s| s.nat = true),
+            "NAT from the lab network to the host's network is not implemented (the lab's namespace has no way \
+             out); set nat to false"
+        );
+        assert_eq!(
+            err(|s| s.taps[1] = "a-very-long-tap-name".into()),
+            "tap name \"a-very-long-tap-name\": expected 1 to 15 characters of [a-zA-Z0-9_.-], not starting \
+             with '-' or '.', and not lo"
+        );
+        assert!(err(|s| s.bridge = "-x".into()).starts_with("bridge name \"-x\""));
+        assert!(err(|s| s.netns = "a/b".into()).starts_with("network namespace name \"a/b\""));
+        assert_eq!(
+            err(|s| s.taps[0] = "tfbr0".into()),
+            "interface name \"tfbr0\" is given twice (the bridge and the taps share one namespace)"
+        );
+        assert_eq!(
+            err(|s| s.prefix = 31),
+            "gateway 10.5.0.1/31: expected a prefix length of 1 to 30 (room for the gateway and the VMs)"
+        );
+        assert_eq!(
+            err(|s| s.gateway = Ipv4Addr::new(10, 5, 0, 255)),
+            "gateway 10.5.0.255/24: the gateway is the subnet's network or broadcast address"
+        );
+        assert!(err(|s| s.gateway = Ipv4Addr::new(10, 5, 0, 0)).ends_with("network or broadcast address"));
+        assert!(err(|s| s.gateway = Ipv4Addr::new(127, 0, 0, 1)).contains("not loopback"));
+        let mut s = spec();
+        s.nat = true;
+        assert_eq!(LabNet::create(&s).unwrap_err().class(), talforge_builder::ErrorClass::Unsupported);
+    }
+}

@@ -1,0 +1,20 @@
+//! The lab's network: VMs talk to each other and to the lab's own servers (DHCP, HTTP) on a bridge inside a
+//! private, named network namespace, so a lab changes nothing in the host's network and leaves nothing
+//! behind when its namespace is deleted. It needs root; QEMU runs inside the namespace through
+//! [`LabNet::command`], and the lab's servers listen there through [`LabNet::bind_tcp`] and friends.
+//!
+//! - [`LabNet`]: the namespace, the bridge with the gateway address and one tap per VM NIC.
+//! - [`dhcp`]: a DHCPv4 server that answers only the MACs the lab planned.
+//! - [`delete_netns`], [`list_netns`], [`links_in`]: stale namespaces, and what tests look at.
+//!
+//! NAT to the host's network is not implemented ([`NetSpec::nat`]).
+
+pub mod dhcp;
+mod error;
+mod lab;
+mod netns;
+
+pub use error::NetError;
+pub(crate) use lab::check_netns_name;
+pub use lab::{LabNet, NetSpec, setup_args};
+pub use netns::{delete_netns, links_in, list_netns};
