@@ -210,7 +210,14 @@ fn run_or_up(a: &RunArgs, catalog: Option<&Path>, keep_running: bool) -> anyhow:
         progress: true,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let run = rt.block_on(run_lab(opts))?;
+    let run = match rt.block_on(run_lab(opts)) {
+        Ok(r) => r,
+        Err(LabError::Interrupted { signal }) => {
+            eprintln!("interrupted by signal {signal} before the lab started; nothing to tear down");
+            return Ok(ExitCode::from(u8::try_from(128 + signal).unwrap_or(1)));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let r = &run.record;
     let stages: usize = r.nodes.iter().map(|n| n.stages.len()).sum();
     let passed: usize = r

@@ -6,5 +6,6 @@ mod bad_inputs;
 mod build;
 mod cli;
 mod help;
+mod lab;
 mod qualify;
 mod support;

@@ -139,6 +139,8 @@ pub enum LabError {
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Internal(String),
+    #[error("interrupted by signal {signal} before the lab started")]
+    Interrupted { signal: i32 },
 }
 
 impl LabError {
@@ -149,6 +151,7 @@ impl LabError {
             LabError::Net(_) | LabError::Io { .. } | LabError::Busy(_) => ErrorClass::Io,
             LabError::Input(_) => ErrorClass::BadInput,
             LabError::Internal(_) => ErrorClass::Internal,
+            LabError::Interrupted { .. } => ErrorClass::CheckFailed,
         }
     }
 }
@@ -341,6 +344,55 @@ pub fn write_image(zst: &Path, disk: &Path, size: u64) -> Result<(), LabError> {
 
 /// Plans, builds, sets up and runs the lab; tears it down; writes the report.
 pub async fn run_lab(opts: LabOptions) -> Result<LabRun, LabError> {
+    let signals = Signals::install()?;
+    let result = run_lab_inner(opts, &signals).await;
+    signals.watcher.abort();
+    result
+}
+
+/// SIGINT and SIGTERM, from the start of a run: they set the cancel channel the stages watch.
+#[derive(Clone, Debug)]
+struct Signals {
+    cancel_tx: watch::Sender<Option<String>>,
+    cancel_rx: watch::Receiver<Option<String>>,
+    seen: Arc<std::sync::atomic::AtomicI32>,
+    watcher: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, LabError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (cancel_tx, cancel_rx) = watch::channel::<Option<String>>(None);
+        let seen = Arc::new(std::sync::atomic::AtomicI32::new(0));
+        let mut term =
+            signal(SignalKind::terminate()).map_err(|e| LabError::Internal(format!("SIGTERM handler: {e}")))?;
+        let mut int =
+            signal(SignalKind::interrupt()).map_err(|e| LabError::Internal(format!("SIGINT handler: {e}")))?;
+        let watcher = {
+            let cancel_tx = cancel_tx.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let (n, name) = tokio::select! {
+                    _ = term.recv() => (15, "SIGTERM"),
+                    _ = int.recv() => (2, "SIGINT"),
+                };
+                seen.store(n, std::sync::atomic::Ordering::SeqCst);
+                let _ = cancel_tx.send(Some(format!("interrupted by {name}")));
+            })
+        };
+        Ok(Signals { cancel_tx, cancel_rx, seen, watcher: Arc::new(watcher) })
+    }
+
+    /// Stops here if a signal came (before anything that needs tearing down exists).
+    fn check(&self) -> Result<(), LabError> {
+        match self.seen.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => Ok(()),
+            signal => Err(LabError::Interrupted { signal }),
+        }
+    }
+}
+
+async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, LabError> {
     let start = Instant::now();
     let started_at = state::rfc3339_now();
     let catalog = Catalog::open(&opts.catalog)?;
@@ -409,6 +461,7 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabRun, LabError> {
             .map_err(|e| LabError::Internal(format!("build task: {e}")))??
     };
     say(format!("images ready ({built} pieces from the cache)"));
+    signals.check()?;
     let (bundle, _) = talforge_builder::secrets::load_or_create(&plan.secrets, &plan.quirks)?;
     let configs_dir = state_dir.join("configs");
     talforge_builder::machine_config::write_cluster_configs(
@@ -428,6 +481,7 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabRun, LabError> {
             .map_err(|e| LabError::Internal(format!("probe task: {e}")))??
     };
     say(format!("accelerator {decision}"));
+    signals.check()?;
 
     // Nodes.
     let mut setups = Vec::new();
@@ -511,6 +565,7 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabRun, LabError> {
     };
     let result = lab
         .run(RunInputs {
+            signals: signals.clone(),
             opts: &opts,
             plan: &plan,
             setups,
@@ -552,6 +607,7 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabRun, LabError> {
 }
 
 struct RunInputs<'a> {
+    signals: Signals,
     opts: &'a LabOptions,
     plan: &'a ClusterPlan,
     setups: Vec<NodeSetup>,
@@ -582,24 +638,7 @@ struct Running {
 impl Running {
     async fn run(&mut self, r: RunInputs<'_>) -> Result<(RunRecord, RunEnd), LabError> {
         let net = self.net.as_ref().ok_or_else(|| LabError::Internal("no network".into()))?;
-        let (cancel_tx, cancel_rx) = watch::channel::<Option<String>>(None);
-        let signal_seen = Arc::new(std::sync::atomic::AtomicI32::new(0));
-        {
-            let cancel_tx = cancel_tx.clone();
-            let seen = signal_seen.clone();
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .map_err(|e| LabError::Internal(format!("SIGTERM handler: {e}")))?;
-            let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-                .map_err(|e| LabError::Internal(format!("SIGINT handler: {e}")))?;
-            self.servers.push(tokio::spawn(async move {
-                let (n, name) = tokio::select! {
-                    _ = term.recv() => (15, "SIGTERM"),
-                    _ = int.recv() => (2, "SIGINT"),
-                };
-                seen.store(n, std::sync::atomic::Ordering::SeqCst);
-                let _ = cancel_tx.send(Some(format!("interrupted by {name}")));
-            }));
-        }
+        let Signals { cancel_tx, cancel_rx, seen: signal_seen, .. } = r.signals.clone();
 
         // Observations per node.
         let mut obs_tx: BTreeMap<String, watch::Sender<NodeObs>> = BTreeMap::new();

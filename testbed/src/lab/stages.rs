@@ -123,13 +123,12 @@ pub async fn wait_for<T>(
     mut cond: impl FnMut(&T) -> Check,
 ) -> Waited {
     let deadline = tokio::time::Instant::from_std(Instant::now() + timeout);
-    let mut observed = String::new();
     loop {
-        match cond(&obs.borrow_and_update()) {
+        let observed = match cond(&obs.borrow_and_update()) {
             Check::Pass(d) => return Waited::Passed(d),
             Check::Fail(message, seen) => return Waited::Failed { message, observed: seen },
-            Check::Pending(seen) => observed = seen,
-        }
+            Check::Pending(seen) => seen,
+        };
         if let Some(why) = cancel.borrow().clone() {
             return Waited::Interrupted { why, observed };
         }

@@ -1,0 +1,337 @@
+//! `talforge lab run` end to end under TCG: the sample cluster's three nodes (two profiles, one of them UEFI
+//! Secure Boot with a TPM and NVMe disks) boot their metal images, fetch their configs from the lab's config
+//! server and pass every stage; then the failure scenarios — an inventory that does not match (a missing
+//! disk), a refused config, a VM killed mid-boot, a stage timeout, SIGTERM to `talforge lab run` — each end in
+//! the right failed stage with a useful message. After every scenario the test lists what could survive a
+//! bad teardown (QEMU and swtpm processes, the network namespace, taps, the VMs' folder) and finds nothing.
+//!
+//! Needs root (the lab's network namespace), QEMU, OVMF, swtpm, xmllint and the fixture release
+//! (ci/fixture-release); without them the tests skip, and fail under CI.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::repo;
+
+fn unavailable<T>(why: &str) -> Option<T> {
+    talforge_builder::tool::skip_test(&format!("SKIP: {why}"));
+    None
+}
+
+/// Root, the programs and files the lab needs, and the fixture release.
+fn needs() -> Option<PathBuf> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|r| r.split_whitespace().nth(1));
+    if euid != Some("0") {
+        return unavailable("the lab needs root (its network namespace)");
+    }
+    for (p, pkg) in [
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("swtpm", "swtpm"),
+        ("ip", "iproute2"),
+        ("xmllint", "libxml2-utils"),
+    ] {
+        if talforge_builder::tool::ToolRunner::new(0).find(talforge_builder::tool::Program::new(p, pkg)).is_none() {
+            return unavailable(&format!("{p} is not installed (Debian package {pkg})"));
+        }
+    }
+    for f in ["/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"] {
+        if !Path::new(f).is_file() {
+            return unavailable(&format!("{f} is missing (Debian package ovmf)"));
+        }
+    }
+    let dir =
+        std::env::var_os("TALFORGE_FIXTURE_RELEASE").map_or_else(|| repo().join("out/fixture-release"), PathBuf::from);
+    if !dir.join("fixture.json").is_file() {
+        return unavailable(&format!("no fixture release at {} (build it with ci/fixture-release)", dir.display()));
+    }
+    Some(std::fs::canonicalize(dir).expect("fixture path"))
+}
+
+/// A lab folder of its own (state, report) and the cluster file, holding the sample cluster's `nodes`.
+struct Lab {
+    dir: tempfile::TempDir,
+    cluster: PathBuf,
+}
+
+impl Lab {
+    fn new(release: &Path, nodes: &[&str]) -> Lab {
+        let dir = tempfile::Builder::new().prefix("tflab.").tempdir().expect("tempdir");
+        let text = std::fs::read_to_string(repo().join("testbed/labs/sample.yaml")).expect("sample.yaml");
+        let from = "source: { dir: ../../out/fixture-release }";
+        assert!(text.contains(from), "testbed/labs/sample.yaml no longer says {from:?}; update this test");
+        let mut out = String::new();
+        for line in text.replace(from, &format!("source: {{ dir: {} }}", release.display())).lines() {
+            let node = line.trim_start().strip_prefix("- { name: ").and_then(|r| r.split(',').next());
+            if node.is_some_and(|n| !nodes.contains(&n)) {
+                continue;
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        let cluster = dir.path().join("sample.yaml");
+        std::fs::write(&cluster, out).expect("write cluster file");
+        Lab { dir, cluster }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn report(&self) -> PathBuf {
+        self.dir.path().join("report")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_talforge"));
+        c.args(["lab", "run", "-f"])
+            .arg(&self.cluster)
+            .arg("--catalog")
+            .arg(repo())
+            .arg("--state")
+            .arg(self.state())
+            .arg("--report")
+            .arg(self.report())
+            .args(args)
+            // The build cache is shared by the lab tests (the builder's cache is safe to share).
+            .env("TALFORGE_CACHE", Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-cache"))
+            .env("NO_COLOR", "1")
+            .env_remove("TALFORGE_LOG")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let t = Instant::now();
+        let out = self.command(args).output().expect("run talforge lab run");
+        eprintln!("talforge lab run {args:?}: {} in {:.1} s", out.status, t.elapsed().as_secs_f64());
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    fn record(&self) -> Value {
+        let text = std::fs::read_to_string(self.report().join("run.json")).expect("run.json");
+        serde_json::from_str(&text).expect("run.json parses")
+    }
+
+    /// Nothing of the lab survives: no process started for it (their command lines name the lab's folder),
+    /// no network namespace, no tap or bridge in the host's namespace, no VM folder.
+    fn assert_torn_down(&self) {
+        let state = std::fs::canonicalize(self.state()).expect("state folder");
+        let needle = state.to_string_lossy().into_owned();
+        let mut left = Vec::new();
+        for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            if !e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(&needle) && !cmd.contains("lab run") {
+                left.push(cmd);
+            }
+        }
+        assert!(left.is_empty(), "processes of the lab survived: {left:?}");
+        let netns = talforge_testbed::lab::state::netns_name("sample", &state);
+        assert!(talforge_testbed::net::list_netns(&netns).is_empty(), "network namespace {netns} survived");
+        let host_links = Command::new("ip").args(["-o", "link", "show"]).output().expect("ip link");
+        let host_links = String::from_utf8_lossy(&host_links.stdout).into_owned();
+        for l in host_links.lines() {
+            let name = l.split(':').nth(1).unwrap_or("").trim();
+            assert!(
+                !(name == talforge_testbed::lab::BRIDGE || (name.starts_with("tf") && name.len() == 12)),
+                "a lab link is in the host's namespace: {l}"
+            );
+        }
+        assert!(!state.join("run").exists(), "the VMs' folder survived: {}", state.join("run").display());
+        assert!(!state.join("lab.json").exists(), "lab.json survived");
+    }
+}
+
+fn stage<'a>(record: &'a Value, node: &str, stage: &str) -> &'a Value {
+    record["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["name"] == node)
+        .unwrap_or_else(|| panic!("no node {node} in {record}"))["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .find(|s| s["name"] == stage)
+        .unwrap_or_else(|| panic!("no stage {stage} for {node}"))
+}
+
+fn statuses(record: &Value, node: &str) -> Vec<String> {
+    let n = record["nodes"].as_array().expect("nodes").iter().find(|n| n["name"] == node).expect("node");
+    n["stages"].as_array().expect("stages").iter().map(|s| s["status"].as_str().expect("status").to_owned()).collect()
+}
+
+fn xmllint(args: &[&str], file: &Path) -> String {
+    let out = Command::new("xmllint").args(args).arg(file).output().expect("xmllint");
+    assert!(out.status.success(), "xmllint {args:?} {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_sample_lab_boots_three_nodes_and_passes_every_stage() {
+    let Some(release) = needs() else { return };
+    let lab = Lab::new(&release, &["cp-1", "w-1", "w-2"]);
+    let out = lab.run(&["--accel", "tcg"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("lab sample: passed — 21/21 stages passed on 3 nodes"), "{stdout}");
+    lab.assert_torn_down();
+
+    let r = lab.record();
+    assert_eq!(r["outcome"], "passed");
+    for node in ["cp-1", "w-1", "w-2"] {
+        assert_eq!(statuses(&r, node), vec!["passed"; 7], "{node}");
+    }
+    // The Secure Boot node enrolled its keys (one reset) before its kernel booted.
+    let k = stage(&r, "w-1", "kernel-booted")["message"].as_str().expect("message");
+    assert!(k.contains("after 1 reset(s)"), "{k}");
+    let c = stage(&r, "w-1", "config-fetched")["message"].as_str().expect("message");
+    assert!(c.starts_with("sha256 ") && c.contains("equals the served config's"), "{c}");
+    // What the config server served is the node's machine config from the configs folder.
+    let served = std::fs::read(lab.state().join("configs/nodes/w-1.yaml")).expect("w-1 config");
+    let digest = sha2::Sha256::digest(&served);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(c.contains(&hex), "{c} vs {hex}");
+    let inv = stage(&r, "w-1", "inventory-matches-profile")["message"].as_str().expect("message");
+    assert!(inv.contains("checks pass"), "{inv}");
+    let fetches: Value =
+        serde_json::from_str(&std::fs::read_to_string(lab.report().join("lab/config-server.json")).expect("log"))
+            .expect("fetch log");
+    let nodes: Vec<&str> = fetches.as_array().expect("fetches").iter().filter_map(|f| f["node"].as_str()).collect();
+    for node in ["cp-1", "w-1", "w-2"] {
+        assert!(nodes.contains(&node), "{node} fetched no config: {fetches}");
+    }
+    assert!(fetches.as_array().expect("fetches").iter().all(|f| f["status"] == 200), "{fetches}");
+    // Artifacts per node: console log, QEMU argv and stderr, the guest's inventory and the qualification.
+    for f in ["console.log", "qemu.argv", "qemu.stderr", "inventory.json", "qualify.txt"] {
+        assert!(lab.report().join("nodes/w-1").join(f).is_file(), "nodes/w-1/{f}");
+    }
+    assert!(lab.report().join("nodes/w-1/swtpm.stderr").is_file());
+
+    // JUnit: well-formed (xmllint), one testcase per stage per node, no failure.
+    let junit = lab.report().join("junit.xml");
+    xmllint(&["--noout"], &junit);
+    assert_eq!(xmllint(&["--xpath", "count(//testsuite)"], &junit).trim(), "3");
+    assert_eq!(xmllint(&["--xpath", "count(//testcase)"], &junit).trim(), "21");
+    assert_eq!(xmllint(&["--xpath", "count(//failure)"], &junit).trim(), "0");
+    let html = std::fs::read_to_string(lab.report().join("report.html")).expect("report.html");
+    assert!(html.contains("<svg") && html.contains("kernel-booted") && !html.contains("<script"), "HTML report");
+}
+
+use sha2::Digest as _;
+
+#[test]
+fn faulty_nodes_fail_the_right_stage_and_the_lab_still_tears_down() {
+    let Some(release) = needs() else { return };
+    let lab = Lab::new(&release, &["cp-1", "w-1", "w-2"]);
+    let out = lab.run(&[
+        "--accel",
+        "tcg",
+        "--fault",
+        "refuse-config:cp-1",
+        "--fault",
+        "drop-disk:w-2:osd",
+        "--fault",
+        "kill:w-1@firmware-reached-bootloader",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    lab.assert_torn_down();
+    let r = lab.record();
+    assert_eq!(r["outcome"], "failed");
+
+    // A config server refusing a node.
+    let s = stage(&r, "cp-1", "config-fetched");
+    assert_eq!(s["status"], "failed");
+    let m = s["message"].as_str().expect("message");
+    assert!(m.contains("the config server refused cp-1: 403"), "{m}");
+    assert_eq!(statuses(&r, "cp-1")[5..], ["not-run", "not-run"]);
+
+    // A missing disk: the inventory does not match the profile.
+    let s = stage(&r, "w-2", "inventory-matches-profile");
+    assert_eq!(s["status"], "failed");
+    let m = s["message"].as_str().expect("message");
+    assert!(m.contains("mismatch") && m.contains("osd"), "{m}");
+    assert!(s["lastObserved"].as_str().is_some_and(|o| !o.is_empty()), "{s}");
+
+    // A VM killed mid-boot.
+    let s = stage(&r, "w-1", "kernel-booted");
+    assert_eq!(s["status"], "failed");
+    let m = s["message"].as_str().expect("message");
+    assert!(m.contains("killed by signal 9 (SIGKILL)"), "{m}");
+    assert_eq!(statuses(&r, "w-1")[..2], ["passed", "passed"]);
+
+    let junit = lab.report().join("junit.xml");
+    xmllint(&["--noout"], &junit);
+    assert_eq!(xmllint(&["--xpath", "count(//failure)"], &junit).trim(), "3");
+}
+
+#[test]
+fn a_stage_timeout_fails_that_stage_with_what_it_last_saw() {
+    let Some(release) = needs() else { return };
+    let lab = Lab::new(&release, &["cp-1"]);
+    let out = lab.run(&["--accel", "tcg", "--timeout", "kernel-booted=1s"]);
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stdout));
+    lab.assert_torn_down();
+    let r = lab.record();
+    let s = stage(&r, "cp-1", "kernel-booted");
+    assert_eq!(s["status"], "failed");
+    assert_eq!(s["message"], "timed out after 1.0 s (timeout kernel-booted)");
+    assert_eq!(s["timeoutMs"], 1000);
+    assert!(s["lastObserved"].as_str().is_some_and(|o| !o.is_empty()), "{s}");
+    assert_eq!(statuses(&r, "cp-1"), ["passed", "passed", "failed", "not-run", "not-run", "not-run", "not-run"]);
+}
+
+#[test]
+fn sigterm_mid_run_interrupts_tears_down_and_still_reports() {
+    let Some(release) = needs() else { return };
+    let lab = Lab::new(&release, &["cp-1"]);
+    let mut child =
+        lab.command(&["--accel", "tcg"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Once the firmware has handed over to the bootloader, the VM is mid-boot.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut seen = Vec::new();
+    loop {
+        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("no firmware-reached-bootloader line; stderr:\n{}", seen.join("\n"))
+        });
+        let hit = line.contains("firmware-reached-bootloader") && line.contains("passed");
+        seen.push(line);
+        if hit {
+            break;
+        }
+    }
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("pid")).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+    let status = child.wait().expect("wait");
+    for l in rx.try_iter() {
+        seen.push(l);
+    }
+    assert_eq!(status.code(), Some(143), "{}", seen.join("\n"));
+    lab.assert_torn_down();
+    let r = lab.record();
+    assert_eq!(r["outcome"], "interrupted");
+    assert_eq!(r["message"], "interrupted by SIGTERM");
+    let s = stage(&r, "cp-1", "kernel-booted");
+    assert_eq!(s["status"], "failed", "{s}");
+    assert_eq!(s["message"], "interrupted by SIGTERM");
+    let teardown: Vec<&str> = r["teardown"].as_array().expect("teardown").iter().filter_map(Value::as_str).collect();
+    assert!(teardown.iter().any(|l| l.starts_with("qemu cp-1")), "{teardown:?}");
+}
