@@ -335,3 +335,86 @@ fn sigterm_mid_run_interrupts_tears_down_and_still_reports() {
     let teardown: Vec<&str> = r["teardown"].as_array().expect("teardown").iter().filter_map(Value::as_str).collect();
     assert!(teardown.iter().any(|l| l.starts_with("qemu cp-1")), "{teardown:?}");
 }
+
+#[test]
+fn lab_up_is_reachable_with_status_exec_and_console_until_lab_down() {
+    let Some(release) = needs() else { return };
+    let lab = Lab::new(&release, &["cp-1"]);
+    let mut up = lab.command(&["--accel", "tcg"]);
+    // `lab up` takes the same flags as `lab run`.
+    let args: Vec<std::ffi::OsString> = up.get_args().map(ToOwned::to_owned).collect();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_talforge"));
+    cmd.arg("lab").arg("up").args(&args[2..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in up.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let mut child = cmd.spawn().expect("spawn lab up");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(400);
+    let mut seen = Vec::new();
+    loop {
+        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("lab up never said it is up; stderr:\n{}", seen.join("\n"))
+        });
+        let up_now = line.contains("is up;");
+        seen.push(line);
+        if up_now {
+            break;
+        }
+    }
+    let state = lab.state();
+    let tf = |args: &[&str]| -> Output {
+        Command::new(env!("CARGO_BIN_EXE_talforge"))
+            .args(args)
+            .arg("--state")
+            .arg(&state)
+            .output()
+            .expect("run talforge")
+    };
+    let out = tf(&["lab", "status"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success() && text.contains("running: lab sample") && text.contains("10.5.0.11"), "{text}");
+
+    // A command inside the lab's network: the bridge holds the gateway, the node answers pings, the
+    // talosconfig is the lab's.
+    let mut exec = Command::new(env!("CARGO_BIN_EXE_talforge"));
+    exec.args(["lab", "exec", "--state"]).arg(&state).args([
+        "--",
+        "sh",
+        "-c",
+        "echo TALOSCONFIG=$TALOSCONFIG; ip -o -4 addr show tfbr0; busybox ping -c 1 -W 10 10.5.0.11",
+    ]);
+    let out = exec.output().expect("lab exec");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "lab exec failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("10.5.0.1/24"), "{text}");
+    assert!(text.contains("1 packets received"), "{text}");
+    let talosconfig = state.join("configs/talosconfig");
+    assert!(text.contains(&format!("TALOSCONFIG={}", talosconfig.display())), "{text}");
+    assert!(talosconfig.is_file());
+
+    let out = tf(&["lab", "console", "cp-1"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("TALFORGE-INVENTORY {"), "lab console cp-1");
+
+    let out = tf(&["lab", "down"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped lab sample"));
+    let status = child.wait().expect("wait for lab up");
+    assert_eq!(status.code(), Some(0), "lab up after lab down");
+    lab.assert_torn_down();
+    let r = lab.record();
+    assert_eq!(r["outcome"], "passed");
+    assert_eq!(statuses(&r, "cp-1")[6], "skipped");
+    let out = tf(&["lab", "status"]);
+    assert_eq!(out.status.code(), Some(1), "status of a stopped lab");
+}

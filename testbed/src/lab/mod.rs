@@ -131,6 +131,8 @@ pub enum LabError {
     Qemu(#[from] QemuError),
     #[error("lab network: {0}")]
     Net(String),
+    #[error(transparent)]
+    Network(#[from] crate::net::NetError),
     #[error("{0}")]
     Input(String),
     #[error("{0}")]
@@ -148,6 +150,7 @@ impl LabError {
         match self {
             LabError::Builder(e) => e.class(),
             LabError::Qemu(e) => e.class(),
+            LabError::Network(e) => e.class(),
             LabError::Net(_) | LabError::Io { .. } | LabError::Busy(_) => ErrorClass::Io,
             LabError::Input(_) => ErrorClass::BadInput,
             LabError::Internal(_) => ErrorClass::Internal,
@@ -405,6 +408,10 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
             return Err(LabError::Input(format!("--fault: no node {:?} in {}", f.node(), opts.cluster_file.display())));
         }
     }
+    let euid = rustix::process::geteuid();
+    if !euid.is_root() {
+        return Err(crate::net::NetError::NeedsRoot { euid: euid.as_raw() }.into());
+    }
     let qemu = find_program(QEMU)?;
     let overrides = PlanOverrides { kernel_args: vec![config_kernel_arg(gateway)], ..PlanOverrides::default() };
     let plan = plan_cluster(&opts.cluster_file, &catalog, &overrides)?;
@@ -419,7 +426,7 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
     let report_dir = opts.report_dir.clone().unwrap_or_else(|| state_dir.join("report"));
     let netns = state::netns_name(&plan.cluster, &state_dir);
     // A lab killed with SIGKILL leaves its namespace (and what ran in it is gone with the lab's processes).
-    if crate::net::delete_netns(&netns).map_err(|e| LabError::Net(e.to_string()))? && opts.progress {
+    if crate::net::delete_netns(&netns)? && opts.progress {
         eprintln!("removed the network namespace {netns} a killed run left behind");
     }
     let run_dir = state_dir.join("run");
@@ -551,7 +558,7 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
     // Network.
     let taps: Vec<String> = setups.iter().flat_map(|s| s.vm.nics.iter().map(|n| n.tap.clone())).collect();
     let net_spec = NetSpec { netns: netns.clone(), bridge: BRIDGE.into(), gateway, prefix, taps, nat: false };
-    let net = LabNet::create(&net_spec).map_err(|e| LabError::Net(e.to_string()))?;
+    let net = LabNet::create(&net_spec)?;
     say(format!("network namespace {netns}: bridge {BRIDGE} {gateway}/{prefix}, {} taps", net_spec.taps.len()));
 
     let mut lab = Running {
@@ -819,7 +826,11 @@ impl Running {
         let signal = signal_seen.load(std::sync::atomic::Ordering::SeqCst);
         let failed: Vec<&StageRecord> =
             nodes.iter().flat_map(|n| n.stages.iter()).filter(|s| s.status == StageStatus::Failed).collect();
-        let (outcome, end, message) = if signal != 0 {
+        let (outcome, end, message) = if signal != 0 && r.opts.keep_running && failed.is_empty() && !nodes.is_empty() {
+            // `lab up` ends this way: every stage had passed.
+            let why = cancel_rx.borrow().clone().unwrap_or_default();
+            (Outcome::Passed, RunEnd::Passed, Some(format!("lab up: every stage passed; stopped ({why})")))
+        } else if signal != 0 {
             let why = cancel_rx.borrow().clone().unwrap_or_default();
             (Outcome::Interrupted, RunEnd::Interrupted { signal }, Some(why))
         } else if failed.is_empty() {
