@@ -340,7 +340,7 @@ fn sigterm_mid_run_interrupts_tears_down_and_still_reports() {
 fn lab_up_is_reachable_with_status_exec_and_console_until_lab_down() {
     let Some(release) = needs() else { return };
     let lab = Lab::new(&release, &["cp-1"]);
-    let mut up = lab.command(&["--accel", "tcg"]);
+    let up = lab.command(&["--accel", "tcg"]);
     // `lab up` takes the same flags as `lab run`.
     let args: Vec<std::ffi::OsString> = up.get_args().map(ToOwned::to_owned).collect();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_talforge"));
