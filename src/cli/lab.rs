@@ -41,7 +41,7 @@ pub enum AccelArg {
 
 #[derive(Debug, Args)]
 pub struct StateArgs {
-    /// Cluster file.
+    /// Cluster file (default: talforge.yaml).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// The lab's folder (default: $TALFORGE_LAB_DIR or the cache's lab/<cluster>-<hash>).

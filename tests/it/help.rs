@@ -16,6 +16,14 @@ const COMMANDS: &[&[&str]] = &[
     &["build"],
     &["verify"],
     &["qualify"],
+    &["lab"],
+    &["lab", "run"],
+    &["lab", "up"],
+    &["lab", "status"],
+    &["lab", "console"],
+    &["lab", "down"],
+    &["lab", "exec"],
+    &["lab", "shell"],
 ];
 
 #[test]

@@ -305,6 +305,26 @@ fn node_addresses(spec: &ClusterSpec, gateway: Ipv4Addr, prefix: u8) -> Result<V
 
 /// Writes a zstd-compressed raw image onto `disk` (a sparse file of `size` bytes): runs of zeros are
 /// skipped, so the disk stays sparse.
+/// A report folder must be new, empty, or hold an earlier report (its per-node and lab folders are replaced):
+/// `--report .` must not wipe a user's files.
+fn check_report_dir(dir: &Path) -> Result<(), LabError> {
+    let mut entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(LabError::Io { what: "cannot read the report folder", path: dir.to_owned(), source });
+        }
+    };
+    if entries.next().is_none() || dir.join(crate::report::JSON_FILE).is_file() {
+        return Ok(());
+    }
+    Err(LabError::Input(format!(
+        "--report {}: the folder is not empty and holds no earlier lab report ({}); give a new or empty folder",
+        dir.display(),
+        crate::report::JSON_FILE
+    )))
+}
+
 /// The unit [`write_image`] skips when all zero.
 const BLOCK: usize = 64 * 1024;
 
@@ -429,11 +449,11 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
     if crate::net::delete_netns(&netns)? && opts.progress {
         eprintln!("removed the network namespace {netns} a killed run left behind");
     }
+    check_report_dir(&report_dir)?;
     let run_dir = state_dir.join("run");
     if run_dir.exists() {
         std::fs::remove_dir_all(&run_dir).map_err(io("cannot remove", &run_dir))?;
     }
-    std::fs::create_dir_all(&run_dir).map_err(io("cannot create", &run_dir))?;
 
     // Images and configs.
     let say = |m: String| {
@@ -482,7 +502,7 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
     let accel_req = opts.accel.unwrap_or_else(|| spec.lab.accel.into());
     let decision = {
         let qemu = qemu.clone();
-        let scratch = run_dir.clone();
+        let scratch = state_dir.clone();
         tokio::task::spawn_blocking(move || probe_accel(accel_req, &qemu, &scratch))
             .await
             .map_err(|e| LabError::Internal(format!("probe task: {e}")))??
@@ -555,7 +575,8 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
         });
     }
 
-    // Network.
+    // Network (from here on, everything made is torn down).
+    std::fs::create_dir_all(&run_dir).map_err(io("cannot create", &run_dir))?;
     let taps: Vec<String> = setups.iter().flat_map(|s| s.vm.nics.iter().map(|n| n.tap.clone())).collect();
     let net_spec = NetSpec { netns: netns.clone(), bridge: BRIDGE.into(), gateway, prefix, taps, nat: false };
     let net = LabNet::create(&net_spec)?;
@@ -775,10 +796,14 @@ impl Running {
             progress: r.opts.progress,
             report_dir: r.report_dir.clone(),
         });
-        if r.report_dir.exists() {
-            std::fs::remove_dir_all(&r.report_dir).map_err(io("cannot clear the report folder", &r.report_dir))?;
-        }
         std::fs::create_dir_all(&r.report_dir).map_err(io("cannot create", &r.report_dir))?;
+        // An earlier run's per-node and lab files go (the report files themselves are replaced).
+        for sub in ["nodes", "lab"] {
+            let d = r.report_dir.join(sub);
+            if d.exists() {
+                std::fs::remove_dir_all(&d).map_err(io("cannot clear", &d))?;
+            }
+        }
 
         let mut tasks = tokio::task::JoinSet::new();
         for s in r.setups.clone() {
@@ -1271,7 +1296,7 @@ fn collect_artifacts(s: &NodeSetup, node_dir: &Path, report_dir: &Path) -> Vec<(
     let rel = |p: &Path| p.strip_prefix(report_dir).unwrap_or(p).display().to_string();
     let mut add = |stages: &'static [&'static str], src: PathBuf, name: &str| {
         let dst = node_dir.join(name);
-        if src != dst && std::fs::copy(&src, &dst).is_err() {
+        if !src.is_file() || (src != dst && std::fs::copy(&src, &dst).is_err()) {
             return;
         }
         let bytes = std::fs::metadata(&dst).map(|m| m.len()).unwrap_or(0);
@@ -1307,5 +1332,89 @@ fn attach(stages: &mut [StageRecord], artifacts: &[(&'static [&'static str], Art
                 st.artifacts.push(a.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_parse_and_name_their_form() {
+        assert_eq!(Fault::parse("refuse-config:w-1"), Ok(Fault::RefuseConfig { node: "w-1".into() }));
+        assert_eq!(
+            Fault::parse("kill:cp-1@kernel-booted"),
+            Ok(Fault::Kill { node: "cp-1".into(), after: "kernel-booted".into() })
+        );
+        assert_eq!(Fault::parse("drop-disk:w-2:osd"), Ok(Fault::DropDisk { node: "w-2".into(), disk: "osd".into() }));
+        assert!(Fault::parse("kill:cp-1@booted").unwrap_err().contains("no stage \"booted\""));
+        assert!(Fault::parse("explode:cp-1").unwrap_err().contains("expected refuse-config:NODE"));
+    }
+
+    #[test]
+    fn the_config_argument_points_at_the_gateway() {
+        assert_eq!(
+            config_kernel_arg(Ipv4Addr::new(10, 5, 0, 1)),
+            "talos.config=http://10.5.0.1/config?uuid=${uuid}&mac=${mac}"
+        );
+    }
+
+    fn spec(nodes: &str) -> ClusterSpec {
+        let text = format!(
+            "apiVersion: talforge.dev/v1alpha1\nkind: Cluster\nname: t\ntalos: {{ version: v1.14.0 }}\n\
+             kubernetes: {{ version: 1.34.1 }}\nendpoint: https://10.5.0.11:6443\n\
+             network: {{ gateway: 10.5.0.1 }}\nnodes:\n{nodes}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(&f, text).unwrap();
+        Source::read(&f).unwrap().decode().unwrap()
+    }
+
+    #[test]
+    fn node_addresses_come_from_the_cluster_file_or_the_next_free_one() {
+        let s = spec(
+            "  - { name: a, role: controlplane, profile: p, address: 10.5.0.10/24 }\n  - { name: b, role: worker, profile: p }\n",
+        );
+        let (gw, prefix) = lab_subnet(&s).unwrap();
+        assert_eq!((gw, prefix), (Ipv4Addr::new(10, 5, 0, 1), 24));
+        assert_eq!(
+            node_addresses(&s, gw, prefix).unwrap(),
+            vec![Ipv4Addr::new(10, 5, 0, 10), Ipv4Addr::new(10, 5, 0, 11)]
+        );
+        let s = spec("  - { name: a, role: controlplane, profile: p, address: 10.6.0.10/24 }\n");
+        let e = node_addresses(&s, gw, prefix).unwrap_err().to_string();
+        assert!(e.contains("node a: address 10.6.0.10/24 is not in the lab network 10.5.0.0/24"), "{e}");
+    }
+
+    #[test]
+    fn a_report_folder_with_other_files_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        check_report_dir(&d.path().join("new")).unwrap();
+        check_report_dir(d.path()).unwrap();
+        std::fs::write(d.path().join("notes.txt"), "mine").unwrap();
+        let e = check_report_dir(d.path()).unwrap_err().to_string();
+        assert!(e.contains("not empty and holds no earlier lab report"), "{e}");
+        std::fs::write(d.path().join("run.json"), "{}").unwrap();
+        check_report_dir(d.path()).unwrap();
+    }
+
+    #[test]
+    fn images_are_written_sparse_and_sized_to_the_disk() {
+        let d = tempfile::tempdir().unwrap();
+        let mut raw = vec![0u8; 4 << 20];
+        raw[0] = 1;
+        raw[(3 << 20) + 5] = 7;
+        let zst = d.path().join("i.raw.zst");
+        std::fs::write(&zst, zstd::encode_all(raw.as_slice(), 3).unwrap()).unwrap();
+        let disk = d.path().join("disk.raw");
+        write_image(&zst, &disk, 64 << 20).unwrap();
+        let back = std::fs::read(&disk).unwrap();
+        assert_eq!(back.len(), 64 << 20);
+        assert_eq!(&back[..raw.len()], raw.as_slice());
+        use std::os::unix::fs::MetadataExt as _;
+        assert!(std::fs::metadata(&disk).unwrap().blocks() * 512 < 1 << 20, "two written blocks, the rest holes");
+        let e = write_image(&zst, &disk, 1 << 20).unwrap_err().to_string();
+        assert!(e.contains("does not fit the install disk"), "{e}");
     }
 }
