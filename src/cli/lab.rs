@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
 use talforge_testbed::lab::state::{LabState, default_state_dir};
-use talforge_testbed::lab::{Fault, LabError, LabOptions, run_lab};
+use talforge_testbed::lab::{Fault, FirmwareSource, LabError, LabOptions, run_lab};
 use talforge_testbed::qemu::AccelRequest;
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +70,16 @@ pub struct RunArgs {
     /// Never use the network to fetch the release.
     #[arg(long)]
     pub offline: bool,
+    /// Where OVMF comes from: Debian's `ovmf` package, or rust-osdev's ovmf-prebuilt (downloaded from GitHub
+    /// once into the cache; Secure Boot profiles keep Debian's Secure Boot build).
+    #[arg(long, value_enum, default_value = "debian")]
+    pub firmware: FirmwareArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FirmwareArg {
+    Debian,
+    OvmfPrebuilt,
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +216,10 @@ fn run_or_up(a: &RunArgs, catalog: Option<&Path>, keep_running: bool) -> anyhow:
         timeouts: a.timeouts.clone(),
         faults,
         offline: a.offline,
+        firmware: match a.firmware {
+            FirmwareArg::Debian => FirmwareSource::Debian,
+            FirmwareArg::OvmfPrebuilt => FirmwareSource::OvmfPrebuilt,
+        },
         keep_running,
         progress: true,
     };

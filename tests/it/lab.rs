@@ -275,14 +275,35 @@ fn faulty_nodes_fail_the_right_stage_and_the_lab_still_tears_down() {
     assert_eq!(xmllint(&["--xpath", "count(//failure)"], &junit).trim(), "3");
 }
 
+/// The folder `--firmware ovmf-prebuilt` uses, holding the release the crate wants (as if fetched): Debian's
+/// OVMF files under its names, and the release's SHA-256 in `sha256`. Nothing is downloaded.
+fn seed_ovmf_prebuilt() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-cache/ovmf-prebuilt");
+    let (_, sha) = talforge_testbed::qemu::FirmwarePaths::ovmf_prebuilt_release();
+    std::fs::create_dir_all(dir.join("x64")).expect("mkdir");
+    for (from, to) in [("OVMF_CODE_4M.fd", "code.fd"), ("OVMF_VARS_4M.fd", "vars.fd")] {
+        let tmp = dir.join("x64").join(format!(".{to}.tmp"));
+        std::fs::copy(Path::new("/usr/share/OVMF").join(from), &tmp).expect("copy OVMF");
+        std::fs::rename(&tmp, dir.join("x64").join(to)).expect("rename");
+    }
+    std::fs::write(dir.join("sha256"), sha).expect("sha256");
+    dir
+}
+
 #[test]
 fn a_stage_timeout_fails_that_stage_with_what_it_last_saw() {
     let Some(release) = needs() else { return };
     let lab = Lab::new(&release, &["cp-1"]);
-    let out = lab.run(&["--accel", "tcg", "--timeout", "kernel-booted=1s"]);
+    // This run also takes OVMF from an ovmf-prebuilt folder (seeded: no network), which must boot.
+    let prebuilt = seed_ovmf_prebuilt();
+    let out = lab.run(&["--accel", "tcg", "--timeout", "kernel-booted=1s", "--firmware", "ovmf-prebuilt"]);
     assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stdout));
     lab.assert_torn_down();
+    let argv = std::fs::read_to_string(lab.report().join("nodes/cp-1/qemu.argv")).expect("qemu.argv");
+    let code = prebuilt.join("x64/code.fd");
+    assert!(argv.contains(&format!("file={}", code.display())), "{argv}");
     let r = lab.record();
+    assert_eq!(stage(&r, "cp-1", "firmware-reached-bootloader")["status"], "passed");
     let s = stage(&r, "cp-1", "kernel-booted");
     assert_eq!(s["status"], "failed");
     assert_eq!(s["message"], "timed out after 1.0 s (timeout kernel-booted)");

@@ -47,7 +47,7 @@ use crate::net::dhcp::{DhcpConfig, DhcpEvent, DhcpLease, dhcp_socket, serve_dhcp
 use crate::net::{LabNet, NetSpec};
 use crate::qemu::files::prepare_vm_files;
 use crate::qemu::process::{QEMU, SWTPM, find_program};
-use crate::qemu::{AccelRequest, BootMedium, NodeInputs, QemuError, VmPlan, probe_accel, resolve_vm};
+use crate::qemu::{AccelRequest, BootMedium, FirmwarePaths, NodeInputs, QemuError, VmPlan, probe_accel, resolve_vm};
 use crate::qualify::{Expectation, NodeFacts, Status, parse_inventory, qualify};
 use crate::report::{Artifact, NodeRecord, Outcome, RunRecord, StageRecord, StageStatus, write_report};
 use crate::vm::{LaunchSpec, Vm, VmSignal, VmState};
@@ -101,6 +101,17 @@ impl Fault {
     }
 }
 
+/// Where the lab's UEFI firmware comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FirmwareSource {
+    /// Debian's `ovmf` package.
+    #[default]
+    Debian,
+    /// rust-osdev's `ovmf-prebuilt` (downloaded once into `<cache>/ovmf-prebuilt`; needs network the first
+    /// time).
+    OvmfPrebuilt,
+}
+
 /// What `lab run` / `lab up` is asked to do.
 #[derive(Clone, Debug)]
 pub struct LabOptions {
@@ -117,6 +128,8 @@ pub struct LabOptions {
     pub faults: Vec<Fault>,
     /// Never use the network to get the release (the builder's `--offline`).
     pub offline: bool,
+    /// Where OVMF comes from.
+    pub firmware: FirmwareSource,
     /// `lab up`: stop before powering off and keep the VMs until SIGINT/SIGTERM (`lab down`).
     pub keep_running: bool,
     /// Progress lines on stderr.
@@ -510,6 +523,28 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
     say(format!("accelerator {decision}"));
     signals.check()?;
 
+    // Firmware (UEFI nodes).
+    let any_uefi = plan.nodes.iter().any(|n| {
+        resolve_profile(&catalog, &n.profile)
+            .map(|p| p.firmware.kind == talforge_builder::spec::profile::FirmwareKind::Uefi)
+            .unwrap_or(false)
+    });
+    let firmware = match opts.firmware {
+        FirmwareSource::Debian => FirmwarePaths::debian(),
+        FirmwareSource::OvmfPrebuilt => {
+            let dir = talforge_builder::release::cache::Cache::default_root()
+                .map_err(talforge_builder::Error::from)?
+                .join("ovmf-prebuilt");
+            tokio::task::spawn_blocking(move || FirmwarePaths::ovmf_prebuilt(&dir))
+                .await
+                .map_err(|e| LabError::Internal(format!("firmware task: {e}")))??
+        }
+    };
+    if any_uefi {
+        firmware.check()?;
+        say(format!("OVMF {}", firmware.code.display()));
+    }
+
     // Nodes.
     let mut setups = Vec::new();
     let needs_tpm =
@@ -529,6 +564,7 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
             inputs.macs = NodeFacts::primary_mac(&profile, mac).macs;
         }
         inputs.cpus = spec.lab.cpus;
+        inputs.firmware = firmware.clone();
         inputs.memory = spec.lab.memory;
         let mut vm = resolve_vm(&profile, &inputs)?;
         for f in &opts.faults {

@@ -9,6 +9,12 @@ use talforge_builder::ErrorClass;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QemuError {
+    #[error(
+        "cannot get OVMF from ovmf-prebuilt ({tag}) into {dir}: {message} (it downloads from GitHub; without \
+         network use Debian's OVMF: --firmware debian)"
+    )]
+    FirmwareFetch { tag: String, dir: PathBuf, message: String },
+
     #[error("profile {profile}: the lab emulates amd64 machines; found arch {arch}")]
     UnsupportedArch { profile: String, arch: String },
 
@@ -99,9 +105,9 @@ impl QemuError {
             | QemuError::BadTapName { .. }
             | QemuError::BadPath { .. }
             | QemuError::DiskImageTooLarge { .. } => ErrorClass::BadInput,
-            QemuError::MissingFile { .. } | QemuError::Tool(talforge_builder::tool::ToolError::Missing { .. }) => {
-                ErrorClass::MissingDependency
-            }
+            QemuError::MissingFile { .. }
+            | QemuError::FirmwareFetch { .. }
+            | QemuError::Tool(talforge_builder::tool::ToolError::Missing { .. }) => ErrorClass::MissingDependency,
             QemuError::Tool(_) | QemuError::Io { .. } | QemuError::Spawn { .. } => ErrorClass::Io,
         }
     }

@@ -12,6 +12,11 @@
 //! enforces them. Each VM gets its own copy of the store, kept across relaunches so enrolled keys stay.
 //! BIOS machines get QEMU's built-in SeaBIOS (`bios-256k.bin`, package `seabios`, a dependency of
 //! `qemu-system-x86`).
+//!
+//! Opt-in for hosts with network: [`FirmwarePaths::ovmf_prebuilt`] takes OVMF from rust-osdev's
+//! `ovmf-prebuilt` releases (a newer EDK II than Debian's, fetched from GitHub once, checked against the
+//! release's SHA-256 and cached). Those builds have no SMM Secure Boot variant, so Secure Boot profiles keep
+//! Debian's `OVMF_CODE_4M.secboot.fd`.
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +47,30 @@ impl FirmwarePaths {
             code_secure_boot: dir.join("OVMF_CODE_4M.secboot.fd"),
             vars_template: dir.join("OVMF_VARS_4M.fd"),
         }
+    }
+
+    /// OVMF from `ovmf-prebuilt`'s newest release the crate knows, in `dir` (a folder of its own: the crate
+    /// replaces it when it fetches). Nothing is downloaded when `dir` already holds that release (its `sha256`
+    /// file names it). Secure Boot code stays Debian's.
+    pub fn ovmf_prebuilt(dir: &Path) -> Result<FirmwarePaths, QemuError> {
+        use ovmf_prebuilt::{Arch, FileType, Prebuilt, Source};
+        let source = Source::LATEST;
+        let p = Prebuilt::fetch(source.clone(), dir).map_err(|e| QemuError::FirmwareFetch {
+            tag: source.tag.to_owned(),
+            dir: dir.to_owned(),
+            message: e.to_string(),
+        })?;
+        Ok(FirmwarePaths {
+            code: p.get_file(Arch::X64, FileType::Code),
+            code_secure_boot: FirmwarePaths::debian().code_secure_boot,
+            vars_template: p.get_file(Arch::X64, FileType::Vars),
+        })
+    }
+
+    /// The release [`FirmwarePaths::ovmf_prebuilt`] uses: its tag and the SHA-256 of its tarball.
+    pub fn ovmf_prebuilt_release() -> (&'static str, &'static str) {
+        let s = ovmf_prebuilt::Source::LATEST;
+        (s.tag, s.sha256)
     }
 
     /// Fails with a missing-dependency error naming the package unless every file is there.
