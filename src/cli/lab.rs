@@ -109,6 +109,22 @@ fn state_dir(a: &StateArgs) -> anyhow::Result<PathBuf> {
     Ok(default_state_dir(&file, &spec.name)?)
 }
 
+/// The cluster's name (the lab's namespace is named after it): from lab.json's cluster file is not
+/// available once it is gone, so from the cluster file, else the state folder's name (`<cluster>-<hash>`).
+fn cluster_name(a: &StateArgs) -> anyhow::Result<String> {
+    let file = super::cluster_file(&a.file);
+    if file.is_file() {
+        let spec: talforge_builder::spec::cluster::ClusterSpec =
+            talforge_builder::spec::Source::read(&file)?.decode()?;
+        return Ok(spec.name);
+    }
+    let dir = state_dir(a)?;
+    let name = dir.file_name().and_then(|n| n.to_str()).and_then(|n| n.rsplit_once('-')).map(|(c, _)| c.to_owned());
+    name.ok_or_else(|| {
+        anyhow::Error::new(LabError::Input(format!("no cluster file {} to name the lab", file.display())))
+    })
+}
+
 fn running(a: &StateArgs) -> anyhow::Result<LabState> {
     let dir = state_dir(a)?;
     LabState::read(&dir)?.ok_or_else(|| {
@@ -158,6 +174,13 @@ pub fn run(c: LabCommand, catalog: Option<&Path>) -> anyhow::Result<ExitCode> {
         LabCommand::Down(a) => {
             let dir = state_dir(&a)?;
             let Some(s) = LabState::read(&dir)? else {
+                // Nothing runs: clean what a killed run may have left (its VMs, namespace, files).
+                let _lock = talforge_testbed::lab::state::LabLock::acquire(&dir)?;
+                let cluster = cluster_name(&a)?;
+                let done = talforge_testbed::lab::state::clean_stale(&cluster, &dir)?;
+                for l in &done {
+                    println!("{l}");
+                }
                 println!("not running ({})", dir.display());
                 return Ok(ExitCode::SUCCESS);
             };

@@ -439,3 +439,40 @@ fn lab_up_is_reachable_with_status_exec_and_console_until_lab_down() {
     let out = tf(&["lab", "status"]);
     assert_eq!(out.status.code(), Some(1), "status of a stopped lab");
 }
+
+#[test]
+fn what_a_sigkilled_lab_leaves_is_cleaned_by_lab_down() {
+    let Some(release) = needs() else { return };
+    let lab = Lab::new(&release, &["cp-1"]);
+    let mut child =
+        lab.command(&["--accel", "tcg"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut seen = Vec::new();
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        let hit = line.contains("vm-started") && line.contains("passed");
+        seen.push(line);
+        if hit {
+            break;
+        }
+    }
+    assert!(seen.last().is_some_and(|l| l.contains("vm-started")), "{}", seen.join("\n"));
+    // SIGKILL: no teardown runs; QEMU (its own process group) and the namespace stay.
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    let state = std::fs::canonicalize(lab.state()).expect("state");
+    let netns = talforge_testbed::lab::state::netns_name("sample", &state);
+    assert_eq!(talforge_testbed::net::list_netns(&netns), vec![netns.clone()], "the killed run's namespace");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_talforge"))
+        .args(["lab", "down", "-f"])
+        .arg(&lab.cluster)
+        .arg("--state")
+        .arg(&state)
+        .output()
+        .expect("lab down");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("killed ") && text.contains("qemu-system-x86_64"), "{text}");
+    assert!(text.contains(&format!("removed the network namespace {netns}")), "{text}");
+    lab.assert_torn_down();
+}

@@ -457,16 +457,15 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
     let state_dir = std::fs::canonicalize(&state_dir).map_err(io("cannot resolve", &state_dir))?;
     let lock = state::LabLock::acquire(&state_dir)?;
     let report_dir = opts.report_dir.clone().unwrap_or_else(|| state_dir.join("report"));
-    let netns = state::netns_name(&plan.cluster, &state_dir);
-    // A lab killed with SIGKILL leaves its namespace (and what ran in it is gone with the lab's processes).
-    if crate::net::delete_netns(&netns)? && opts.progress {
-        eprintln!("removed the network namespace {netns} a killed run left behind");
+    // A lab killed with SIGKILL leaves its VMs (their own process groups), namespace and files behind.
+    for line in state::clean_stale(&plan.cluster, &state_dir)? {
+        if opts.progress {
+            eprintln!("{line}");
+        }
     }
+    let netns = state::netns_name(&plan.cluster, &state_dir);
     check_report_dir(&report_dir)?;
     let run_dir = state_dir.join("run");
-    if run_dir.exists() {
-        std::fs::remove_dir_all(&run_dir).map_err(io("cannot remove", &run_dir))?;
-    }
 
     // Images and configs.
     let say = |m: String| {

@@ -91,6 +91,42 @@ impl LabLock {
     }
 }
 
+/// What a lab killed with SIGKILL leaves in `dir` (only when no lab runs there: the caller holds its lock or
+/// found its process gone): QEMU and swtpm processes whose command line names the lab's VM folder
+/// (`<dir>/run/`) get SIGKILL, its network namespace is deleted, the VM folder and lab.json removed.
+/// Returns what was done.
+pub fn clean_stale(cluster: &str, dir: &Path) -> Result<Vec<String>, LabError> {
+    let mut done = Vec::new();
+    let run = dir.join("run");
+    let needle = format!("{}/", run.display());
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let program = cmd.split(' ').next().unwrap_or("");
+        let ours = cmd.contains(&needle) && (program.ends_with("qemu-system-x86_64") || program.ends_with("swtpm"));
+        if ours && let Some(p) = rustix::process::Pid::from_raw(pid) {
+            if rustix::process::kill_process(p, rustix::process::Signal::KILL).is_ok() {
+                done.push(format!("killed {program} (pid {pid}) a killed run left behind"));
+            }
+        }
+    }
+    let netns = netns_name(cluster, dir);
+    if crate::net::delete_netns(&netns)? {
+        done.push(format!("removed the network namespace {netns} a killed run left behind"));
+    }
+    if run.exists() {
+        std::fs::remove_dir_all(&run).map_err(|source| LabError::Io {
+            what: "cannot remove",
+            path: run.clone(),
+            source,
+        })?;
+        done.push(format!("removed {}", run.display()));
+    }
+    LabState::remove(dir);
+    Ok(done)
+}
+
 fn short_hash(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     for p in parts {
