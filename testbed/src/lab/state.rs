@@ -105,10 +105,11 @@ pub fn clean_stale(cluster: &str, dir: &Path) -> Result<Vec<String>, LabError> {
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
         let program = cmd.split(' ').next().unwrap_or("");
         let ours = cmd.contains(&needle) && (program.ends_with("qemu-system-x86_64") || program.ends_with("swtpm"));
-        if ours && let Some(p) = rustix::process::Pid::from_raw(pid) {
-            if rustix::process::kill_process(p, rustix::process::Signal::KILL).is_ok() {
-                done.push(format!("killed {program} (pid {pid}) a killed run left behind"));
-            }
+        if ours
+            && let Some(p) = rustix::process::Pid::from_raw(pid)
+            && rustix::process::kill_process(p, rustix::process::Signal::KILL).is_ok()
+        {
+            done.push(format!("killed {program} (pid {pid}) a killed run left behind"));
         }
     }
     let netns = netns_name(cluster, dir);
