@@ -60,6 +60,9 @@ pub struct RunArgs {
     /// Write the report here: junit.xml, report.html, run.json, nodes/<node>/ logs (default: <state>/report).
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
+    /// Only this node of the cluster file (repeatable; default: every node).
+    #[arg(long = "node", value_name = "NODE")]
+    pub nodes: Vec<String>,
     /// A stage's timeout, NAME=DURATION (kernel-booted=90s); repeatable.
     #[arg(long = "timeout", value_name = "STAGE=DURATION")]
     pub timeouts: Vec<String>,
@@ -237,6 +240,7 @@ fn run_or_up(a: &RunArgs, catalog: Option<&Path>, keep_running: bool) -> anyhow:
             AccelArg::Tcg => AccelRequest::Tcg,
         }),
         timeouts: a.timeouts.clone(),
+        nodes: a.nodes.clone(),
         faults,
         offline: a.offline,
         firmware: match a.firmware {

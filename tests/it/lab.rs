@@ -293,16 +293,19 @@ fn seed_ovmf_prebuilt() -> PathBuf {
 #[test]
 fn a_stage_timeout_fails_that_stage_with_what_it_last_saw() {
     let Some(release) = needs() else { return };
-    let lab = Lab::new(&release, &["cp-1"]);
-    // This run also takes OVMF from an ovmf-prebuilt folder (seeded: no network), which must boot.
+    let lab = Lab::new(&release, &["cp-1", "w-1", "w-2"]);
+    // This run also takes OVMF from an ovmf-prebuilt folder (seeded: no network), which must boot, and runs
+    // one node of the three.
     let prebuilt = seed_ovmf_prebuilt();
-    let out = lab.run(&["--accel", "tcg", "--timeout", "kernel-booted=1s", "--firmware", "ovmf-prebuilt"]);
+    let out =
+        lab.run(&["--accel", "tcg", "--node", "cp-1", "--timeout", "kernel-booted=1s", "--firmware", "ovmf-prebuilt"]);
     assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stdout));
     lab.assert_torn_down();
     let argv = std::fs::read_to_string(lab.report().join("nodes/cp-1/qemu.argv")).expect("qemu.argv");
     let code = prebuilt.join("x64/code.fd");
     assert!(argv.contains(&format!("file={}", code.display())), "{argv}");
     let r = lab.record();
+    assert_eq!(r["nodes"].as_array().expect("nodes").len(), 1, "--node cp-1: {r}");
     assert_eq!(stage(&r, "cp-1", "firmware-reached-bootloader")["status"], "passed");
     let s = stage(&r, "cp-1", "kernel-booted");
     assert_eq!(s["status"], "failed");

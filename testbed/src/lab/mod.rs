@@ -125,6 +125,8 @@ pub struct LabOptions {
     /// `--accel`, else the cluster file's `lab.accel`.
     pub accel: Option<AccelRequest>,
     pub timeouts: Vec<String>,
+    /// Only these nodes of the cluster file (all when empty).
+    pub nodes: Vec<String>,
     pub faults: Vec<Fault>,
     /// Never use the network to get the release (the builder's `--offline`).
     pub offline: bool,
@@ -440,13 +442,24 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
         if !spec.nodes.iter().any(|n| n.name == f.node()) {
             return Err(LabError::Input(format!("--fault: no node {:?} in {}", f.node(), opts.cluster_file.display())));
         }
+        if !opts.nodes.is_empty() && !opts.nodes.iter().any(|n| n == f.node()) {
+            return Err(LabError::Input(format!(
+                "--fault: node {:?} is not among --node {}",
+                f.node(),
+                opts.nodes.join(", ")
+            )));
+        }
     }
     let euid = rustix::process::geteuid();
     if !euid.is_root() {
         return Err(crate::net::NetError::NeedsRoot { euid: euid.as_raw() }.into());
     }
     let qemu = find_program(QEMU)?;
-    let overrides = PlanOverrides { kernel_args: vec![config_kernel_arg(gateway)], ..PlanOverrides::default() };
+    let overrides = PlanOverrides {
+        kernel_args: vec![config_kernel_arg(gateway)],
+        nodes: opts.nodes.clone(),
+        ..PlanOverrides::default()
+    };
     let plan = plan_cluster(&opts.cluster_file, &catalog, &overrides)?;
 
     let state_dir = match &opts.state_dir {
