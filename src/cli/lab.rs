@@ -192,7 +192,7 @@ pub fn run(c: LabCommand, catalog: Option<&Path>) -> anyhow::Result<ExitCode> {
             rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
             let start = Instant::now();
             let mut pause = Duration::from_millis(20);
-            while alive(s.pid) {
+            while talforge_testbed::lab::state::alive(s.pid) {
                 if start.elapsed() > Duration::from_secs(60) {
                     anyhow::bail!("lab {} (pid {}) did not stop within 60 s", s.cluster, s.pid);
                 }
@@ -279,13 +279,4 @@ fn run_or_up(a: &RunArgs, catalog: Option<&Path>, keep_running: bool) -> anyhow:
     }
     println!("report: {}", run.report_dir.join("report.html").display());
     Ok(ExitCode::from(run.end.exit_code()))
-}
-
-/// Whether `pid` runs (a zombie has finished: its parent has not reaped it yet).
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // "pid (comm) S ...": the state follows the last ')'.
-        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z"),
-        Err(_) => false,
-    }
 }

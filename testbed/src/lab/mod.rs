@@ -461,6 +461,8 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
         ..PlanOverrides::default()
     };
     let plan = plan_cluster(&opts.cluster_file, &catalog, &overrides)?;
+    // A cluster file whose configs cannot be rendered (a broken patch) fails before anything is built.
+    talforge_builder::machine_config::render::check_configs(&plan)?;
 
     let state_dir = match &opts.state_dir {
         Some(d) => d.clone(),

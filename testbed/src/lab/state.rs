@@ -58,11 +58,20 @@ impl LabState {
         };
         let st: LabState = serde_json::from_str(&text)
             .map_err(|e| LabError::Input(format!("{}:{}:{}: {e}", path.display(), e.line(), e.column())))?;
-        Ok(Path::new(&format!("/proc/{}", st.pid)).exists().then_some(st))
+        Ok(alive(st.pid).then_some(st))
     }
 
     pub fn remove(dir: &Path) {
         let _ = std::fs::remove_file(dir.join(STATE_FILE));
+    }
+}
+
+/// Whether process `pid` runs (a zombie has finished: its parent has not reaped it yet).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z"),
+        Err(_) => false,
     }
 }
 
@@ -186,6 +195,21 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_reaped_child_is_not() {
+        assert!(alive(std::process::id()));
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        // Exited but not reaped: a zombie, which does not count.
+        let start = std::time::Instant::now();
+        while alive(pid) && start.elapsed() < std::time::Duration::from_secs(10) {
+            std::thread::yield_now();
+        }
+        assert!(!alive(pid), "a zombie is not alive");
+        c.wait().unwrap();
+        assert!(!alive(pid));
+    }
 
     #[test]
     fn dates() {
