@@ -391,7 +391,8 @@ pub async fn run_lab(opts: LabOptions) -> Result<LabRun, LabError> {
 /// SIGINT and SIGTERM, from the start of a run: they set the cancel channel the stages watch.
 #[derive(Clone, Debug)]
 struct Signals {
-    cancel_tx: watch::Sender<Option<String>>,
+    /// Keeps the channel open after the watcher has fired (stages then see the reason, not a closed channel).
+    _open: watch::Sender<Option<String>>,
     cancel_rx: watch::Receiver<Option<String>>,
     seen: Arc<std::sync::atomic::AtomicI32>,
     watcher: Arc<tokio::task::JoinHandle<()>>,
@@ -418,7 +419,7 @@ impl Signals {
                 let _ = cancel_tx.send(Some(format!("interrupted by {name}")));
             })
         };
-        Ok(Signals { cancel_tx, cancel_rx, seen, watcher: Arc::new(watcher) })
+        Ok(Signals { _open: cancel_tx, cancel_rx, seen, watcher: Arc::new(watcher) })
     }
 
     /// Stops here if a signal came (before anything that needs tearing down exists).
@@ -637,7 +638,6 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
         vms: BTreeMap::new(),
         servers: Vec::new(),
         run_dir: run_dir.clone(),
-        teardown: Vec::new(),
         state_dir: state_dir.clone(),
         setups: setups.clone(),
     };
@@ -709,14 +709,13 @@ struct Running {
     servers: Vec<tokio::task::JoinHandle<()>>,
     run_dir: PathBuf,
     state_dir: PathBuf,
-    teardown: Vec<String>,
     setups: Vec<NodeSetup>,
 }
 
 impl Running {
     async fn run(&mut self, r: RunInputs<'_>) -> Result<(RunRecord, RunEnd), LabError> {
         let net = self.net.as_ref().ok_or_else(|| LabError::Internal("no network".into()))?;
-        let Signals { cancel_tx, cancel_rx, seen: signal_seen, .. } = r.signals.clone();
+        let Signals { cancel_rx, seen: signal_seen, .. } = r.signals.clone();
 
         // Observations per node.
         let mut obs_tx: BTreeMap<String, watch::Sender<NodeObs>> = BTreeMap::new();
@@ -861,8 +860,7 @@ impl Running {
             let obs = obs_rx.remove(&s.name).ok_or_else(|| LabError::Internal("observer".into()))?;
             let tx = obs_tx.get(&s.name).cloned().ok_or_else(|| LabError::Internal("observer".into()))?;
             let cancel = cancel_rx.clone();
-            let cancel_tx = cancel_tx.clone();
-            tasks.spawn(async move { run_node(s, shared, obs, tx, cancel, cancel_tx).await });
+            tasks.spawn(async move { run_node(s, shared, obs, tx, cancel).await });
         }
         let mut records = BTreeMap::new();
         while let Some(done) = tasks.join_next().await {
@@ -940,7 +938,7 @@ impl Running {
     /// Stops VMs, servers and the network, removes the VMs' files. Never fails: what it could not do is
     /// a line of its own.
     async fn teardown(&mut self) -> Vec<String> {
-        let mut lines = std::mem::take(&mut self.teardown);
+        let mut lines = Vec::new();
         for (_, vm) in std::mem::take(&mut self.vms) {
             lines.extend(vm.shutdown(QUIT_GRACE).await);
         }
@@ -976,7 +974,6 @@ async fn run_node(
     mut obs: watch::Receiver<NodeObs>,
     obs_tx: watch::Sender<NodeObs>,
     mut cancel: watch::Receiver<Option<String>>,
-    _cancel_tx: watch::Sender<Option<String>>,
 ) -> (NodeRecord, Option<Vm>) {
     let node_dir = shared.report_dir.join("nodes").join(&s.name);
     let _ = std::fs::create_dir_all(&node_dir);
@@ -1011,7 +1008,7 @@ async fn run_node(
         rec.start_ms = Some(shared.ms());
         let waited = match def.name {
             "vm-started" => {
-                let r = start_vm(&s, &shared, &obs_tx, timeout, &mut cancel).await;
+                let r = start_vm(&s, &shared, &obs_tx).await;
                 match r {
                     Ok((v, task)) => {
                         vm = Some(v);
@@ -1306,8 +1303,6 @@ async fn start_vm(
     s: &NodeSetup,
     shared: &Shared,
     obs_tx: &watch::Sender<NodeObs>,
-    _timeout: Duration,
-    _cancel: &mut watch::Receiver<Option<String>>,
 ) -> Result<(Vm, tokio::task::JoinHandle<()>), Waited> {
     let fail = |message: String| Waited::Failed { message, observed: String::new() };
     let vm_plan = s.vm.clone();
