@@ -37,6 +37,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
+use std::io::{Read, Seek, Write};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -133,8 +134,13 @@ pub enum IsoError {
     #[error("efiboot.img: {0}")]
     Fat(#[from] DiskError),
 
-    #[error("hadris-iso could not write the image: {0}")]
-    Image(#[source] hadris_iso::write::IsoCreationError),
+    /// hadris-iso failed without an I/O error on the image (those are [`IsoError::Io`]).
+    #[error("hadris-iso could not write ISO image {}", .path.display())]
+    Image {
+        path: PathBuf,
+        #[source]
+        source: hadris_iso::write::IsoCreationError,
+    },
 
     #[error("the written image is not laid out as expected: {0}")]
     Layout(String),
@@ -286,9 +292,7 @@ pub fn build_iso(out: &Path, spec: &IsoSpec) -> Result<IsoReport, IsoError> {
     };
 
     let tmp = TempOutput::create(out).map_err(io_err("create", out))?;
-    let writer_file = tmp.file().try_clone().map_err(io_err("open", tmp.path()))?;
-    let written = IsoImageWriter::create(writer_file, tree, options).map_err(IsoError::Image)?;
-    drop(written);
+    write_image(tmp.file(), out, tree, options)?;
     let efiboot_block = normalize(tmp.file(), tmp.path(), spec.epoch, efiboot_size)?;
     let size = tmp.file().metadata().map_err(io_err("read", tmp.path()))?.len();
     tmp.commit().map_err(io_err("write", out))?;
@@ -301,6 +305,69 @@ pub fn build_iso(out: &Path, spec: &IsoSpec) -> Result<IsoReport, IsoError> {
         fat,
         esp_files: files.iter().map(|f| f.path.clone()).collect(),
     })
+}
+
+/// Has hadris-iso write the image into `file`; `path` names it in errors (the output, not its temp file).
+fn write_image<W: Read + Write + Seek>(
+    file: W,
+    path: &Path,
+    tree: InputTree,
+    options: IsoFormatOptions,
+) -> Result<(), IsoError> {
+    let mut output = KeepIoError { inner: file, last: None };
+    match IsoImageWriter::create(&mut output, tree, options) {
+        Ok(_) => Ok(()),
+        Err(source) => Err(match output.last.take() {
+            Some(e) => io_err("write ISO image", path)(e),
+            None => IsoError::Image { path: path.to_owned(), source },
+        }),
+    }
+}
+
+/// The image file as hadris-iso sees it, keeping the last I/O error: hadris-iso 2.5 reduces its output's errors
+/// to a kind (ENOSPC becomes `Other`), so the OS's error is reported from here.
+struct KeepIoError<W> {
+    inner: W,
+    last: Option<std::io::Error>,
+}
+
+impl<W> KeepIoError<W> {
+    /// Keeps `e` and hands hadris an error of the same kind (`Interrupted` is retried there, so not kept).
+    fn keep<T>(&mut self, r: std::io::Result<T>) -> std::io::Result<T> {
+        r.map_err(|e| {
+            let kind = e.kind();
+            if kind != std::io::ErrorKind::Interrupted {
+                self.last = Some(e);
+            }
+            kind.into()
+        })
+    }
+}
+
+impl<W: Read> Read for KeepIoError<W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let r = self.inner.read(buf);
+        self.keep(r)
+    }
+}
+
+impl<W: Write> Write for KeepIoError<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.keep(r)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.inner.flush();
+        self.keep(r)
+    }
+}
+
+impl<W: Seek> Seek for KeepIoError<W> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        let r = self.inner.seek(pos);
+        self.keep(r)
+    }
 }
 
 /// A directory of the ISO tree under construction.
@@ -628,6 +695,41 @@ mod tests {
         check::<super::super::pxe::PxeError>();
         check::<super::super::compress::CompressError>();
         check::<super::super::qcow2::Qcow2Error>();
+    }
+
+    #[test]
+    fn full_disk_names_the_iso_and_the_os_error() {
+        // /dev/full: writes fail with ENOSPC, reads return zeros.
+        let full = File::options().read(true).write(true).open("/dev/full").unwrap();
+        let out = Path::new("/srv/out/metal-amd64.iso");
+        let tree = InputTree {
+            path_separator: PathSeparator::ForwardSlash,
+            entries: vec![entry("A".into(), InputEntryKind::File(vec![0xa5; 4096]), 0o644, 1_700_000_000)],
+        };
+        let options = IsoFormatOptions {
+            volume_name: "FULL".into(),
+            system_id: None,
+            volume_set_id: None,
+            publisher_id: None,
+            preparer_id: None,
+            application_id: None,
+            sector_size: BLOCK as usize,
+            path_separator: PathSeparator::ForwardSlash,
+            features: CreationFeatures::default(),
+            strict_charset: false,
+        };
+        let err = write_image(&full, out, tree, options).unwrap_err();
+        // As the binary prints it (`{:#}`): the error and its sources.
+        let mut text = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            text = format!("{text}: {s}");
+            source = s.source();
+        }
+        assert_eq!(text, "cannot write ISO image /srv/out/metal-amd64.iso: No space left on device (os error 28)");
+        assert!(matches!(&err, IsoError::Io { source, .. } if source.raw_os_error() == Some(28)), "{err:?}");
+        let class = crate::error::AssembleError::from(err).class();
+        assert_eq!(class, crate::ErrorClass::Io);
     }
 
     #[test]
