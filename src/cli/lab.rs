@@ -150,7 +150,13 @@ pub fn run(c: LabCommand, catalog: Option<&Path>) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
                 Some(s) => {
-                    println!("running: lab {} (pid {}), network namespace {}", s.cluster, s.pid, s.netns);
+                    match s.netns_holder {
+                        None => println!("running: lab {} (pid {}), network namespace {}", s.cluster, s.pid, s.netns),
+                        Some(h) => println!(
+                            "running: lab {} (pid {}), rootless network namespace {} held by pid {h}",
+                            s.cluster, s.pid, s.netns
+                        ),
+                    }
                     println!("gateway {} (config server http://{}/config)", s.gateway, s.gateway);
                     for n in &s.nodes {
                         println!("  {:<10} {:<15} uuid {}", n.name, n.address, n.uuid);
@@ -212,10 +218,22 @@ pub fn run(c: LabCommand, catalog: Option<&Path>) -> anyhow::Result<ExitCode> {
 
 fn exec(a: &StateArgs, command: Vec<OsString>) -> anyhow::Result<ExitCode> {
     let s = running(a)?;
-    let mut cmd = std::process::Command::new("ip");
-    cmd.args(["netns", "exec", &s.netns]).args(&command);
+    // Root: the named namespace; rootless: the holder's user and network namespaces.
+    let mut cmd = match s.netns_holder {
+        None => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", &s.netns]);
+            c
+        }
+        Some(pid) => {
+            let mut c = std::process::Command::new("nsenter");
+            c.args(talforge_testbed::net::userns::enter_args(pid));
+            c
+        }
+    };
+    cmd.args(&command);
     cmd.env("TALOSCONFIG", &s.talosconfig).env("KUBECONFIG", &s.kubeconfig).env("TALFORGE_LAB", &s.cluster);
-    let status = cmd.status().map_err(|e| anyhow::anyhow!("cannot run ip netns exec: {e}"))?;
+    let status = cmd.status().map_err(|e| anyhow::anyhow!("cannot run {:?}: {e}", cmd.get_program()))?;
     Ok(match status.code() {
         Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
         None => ExitCode::from(1),

@@ -479,3 +479,143 @@ fn what_a_sigkilled_lab_leaves_is_cleaned_by_lab_down() {
     assert!(text.contains(&format!("removed the network namespace {netns}")), "{text}");
     lab.assert_torn_down();
 }
+
+/// The uid and gid the rootless tests run the lab as (nobody).
+const NOBODY: u32 = 65534;
+
+/// `talforge args...` as uid and gid 65534 in a mount namespace of its own, in which `/dev/net/tun` is a
+/// node of mode `tun_mode` that the test makes in `lab`'s folder; the host's device is never touched. 0666
+/// is what Debian's udev gives it; 0600 is a host that keeps it to root. The build cache is one for uid
+/// 65534, shared by these tests.
+fn as_nobody(lab: &Lab, tun_mode: &str, args: &[&str]) -> Command {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-cache-nobody");
+    std::fs::create_dir_all(&cache).expect("cache");
+    for d in [lab.dir.path(), cache.as_path()] {
+        let out = Command::new("chown").args(["-R", &format!("{NOBODY}:{NOBODY}")]).arg(d).output().expect("chown");
+        assert!(out.status.success(), "chown {}: {}", d.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    let tun = lab.dir.path().join("tun");
+    let _ = std::fs::remove_file(&tun);
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(
+            "mknod -m \"$1\" \"$2\" c 10 200 && mount --bind \"$2\" /dev/net/tun && shift 2 && \
+             exec setpriv --reuid=65534 --regid=65534 --clear-groups -- \"$@\"",
+        )
+        .args(["sh", tun_mode])
+        .arg(&tun)
+        .arg(env!("CARGO_BIN_EXE_talforge"))
+        .args(args)
+        .env("HOME", lab.dir.path())
+        .env("TALFORGE_CACHE", &cache)
+        .env("NO_COLOR", "1")
+        .env_remove("TALFORGE_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+/// The real uid of process `pid`.
+fn uid_of(pid: &str) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn without_root_the_lab_runs_in_a_user_namespace_or_says_why_it_cannot() {
+    let Some(release) = needs() else { return };
+    let lab = Lab::new(&release, &["cp-1"]);
+    let state = lab.state();
+    let state_arg = state.to_str().expect("utf-8 path");
+    let cluster = lab.cluster.to_str().expect("utf-8 path").to_owned();
+    let catalog = repo().to_str().expect("utf-8 path").to_owned();
+    let report = lab.report();
+    let report_arg = report.to_str().expect("utf-8 path");
+    let run_args =
+        ["-f", &cluster, "--catalog", &catalog, "--state", state_arg, "--report", report_arg, "--accel", "tcg"];
+
+    // A host whose /dev/net/tun is root's only: refused before anything is built, saying why.
+    let mut args = vec!["lab", "run"];
+    args.extend(run_args);
+    let out = as_nobody(&lab, "0600", &args).output().expect("run lab as nobody");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "needs root or a user namespace, and effective uid 65534 cannot have one here: /dev/net/tun \
+                      cannot be opened read-write (Permission denied (os error 13)); it is mode 0600"
+        ),
+        "{err}"
+    );
+    assert!(!state.join("images").exists(), "images were built before the refusal");
+
+    // A host that allows it: `lab up` as uid 65534 passes every stage to power-off.
+    let mut args = vec!["lab", "up"];
+    args.extend(run_args);
+    let mut child = as_nobody(&lab, "0666", &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("up");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(400);
+    let mut seen = Vec::new();
+    while !seen.last().is_some_and(|l: &String| l.contains("is up;")) {
+        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("rootless lab up never said it is up; stderr:\n{}", seen.join("\n"))
+        });
+        seen.push(line);
+    }
+    let said = seen.join("\n");
+    assert!(said.contains("(rootless (user namespace), held by pid "), "{said}");
+    let netns = talforge_testbed::lab::state::netns_name("sample", &std::fs::canonicalize(&state).expect("state"));
+    assert!(talforge_testbed::net::list_netns(&netns).is_empty(), "a rootless lab made a named namespace");
+
+    // The lab's processes are uid 65534's, and the holder is in a network namespace of its own.
+    let rec: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("lab.json")).expect("lab.json")).expect("json");
+    let holder = rec["netnsHolder"].as_u64().expect("lab.json names the namespace holder").to_string();
+    assert_eq!(uid_of(&holder), Some(NOBODY));
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/net")).expect("ns link");
+    assert_ne!(ns(&holder), ns("self"));
+    let qemu: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|p| {
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            cmd.starts_with(b"/usr/bin/qemu-system") && String::from_utf8_lossy(&cmd).contains(state_arg)
+        })
+        .collect();
+    assert_eq!(qemu.len(), 1, "one QEMU for cp-1");
+    assert_eq!(uid_of(&qemu[0]), Some(NOBODY));
+    assert_eq!(ns(&qemu[0]), ns(&holder), "QEMU is not in the lab's network namespace");
+
+    // Status and exec as the same user: inside, it is root of the namespace and reaches the node.
+    let out = as_nobody(&lab, "0666", &["lab", "status", "--state", state_arg]).output().expect("status");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains(&format!("rootless network namespace {netns} held by pid {holder}")), "{text}");
+    let script = "id -u; ip -o -4 addr show tfbr0; busybox ping -c 1 -W 10 10.5.0.11";
+    let out = as_nobody(&lab, "0666", &["lab", "exec", "--state", state_arg, "--", "sh", "-c", script])
+        .output()
+        .expect("exec");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "lab exec: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("0\n") && text.contains("10.5.0.1/24") && text.contains("1 packets received"), "{text}");
+
+    let out = as_nobody(&lab, "0666", &["lab", "down", "--state", state_arg]).output().expect("down");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(child.wait().expect("wait for lab up").code(), Some(0), "lab up after lab down");
+    assert!(!Path::new(&format!("/proc/{holder}")).exists(), "the namespace holder survived");
+    lab.assert_torn_down();
+    let r = lab.record();
+    assert_eq!(r["outcome"], "passed");
+    assert_eq!(statuses(&r, "cp-1")[..6], ["passed"; 6]);
+    let teardown: Vec<&str> = r["teardown"].as_array().expect("teardown").iter().filter_map(Value::as_str).collect();
+    assert!(
+        teardown.iter().any(|l| l.starts_with("stopped the holder of the user and network namespaces")),
+        "{teardown:?}"
+    );
+}

@@ -44,7 +44,7 @@ use self::observe::NodeObs;
 use self::stages::{Check, FIXTURE_STAGES, Timeouts, Waited, human, wait_for};
 use crate::configserver::{ConfigEntry, Fetch};
 use crate::net::dhcp::{DhcpConfig, DhcpEvent, DhcpLease, dhcp_socket, serve_dhcp};
-use crate::net::{LabNet, NetSpec};
+use crate::net::{LabNet, NetMode, NetSpec};
 use crate::qemu::files::prepare_vm_files;
 use crate::qemu::process::{QEMU, SWTPM, find_program};
 use crate::qemu::{AccelRequest, BootMedium, FirmwarePaths, NodeInputs, QemuError, VmPlan, probe_accel, resolve_vm};
@@ -451,10 +451,8 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
             )));
         }
     }
-    let euid = rustix::process::geteuid();
-    if !euid.is_root() {
-        return Err(crate::net::NetError::NeedsRoot { euid: euid.as_raw() }.into());
-    }
+    // Root, or rootless when the host allows a user namespace; known before anything is built.
+    let net_mode = NetMode::for_this_user()?;
     let qemu = find_program(QEMU)?;
     let overrides = PlanOverrides {
         kernel_args: vec![config_kernel_arg(gateway)],
@@ -629,9 +627,22 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
     // Network (from here on, everything made is torn down).
     std::fs::create_dir_all(&run_dir).map_err(io("cannot create", &run_dir))?;
     let taps: Vec<String> = setups.iter().flat_map(|s| s.vm.nics.iter().map(|n| n.tap.clone())).collect();
-    let net_spec = NetSpec { netns: netns.clone(), bridge: BRIDGE.into(), gateway, prefix, taps, nat: false };
-    let net = LabNet::create(&net_spec)?;
-    say(format!("network namespace {netns}: bridge {BRIDGE} {gateway}/{prefix}, {} taps", net_spec.taps.len()));
+    let net_spec = NetSpec {
+        netns: netns.clone(),
+        tag: run_dir.to_string_lossy().into_owned(),
+        bridge: BRIDGE.into(),
+        gateway,
+        prefix,
+        taps,
+        nat: false,
+    };
+    let net = LabNet::create(&net_spec, net_mode)?;
+    say(format!(
+        "network namespace {netns} ({}{}): bridge {BRIDGE} {gateway}/{prefix}, {} taps",
+        net_mode.describe(),
+        net.holder_pid().map(|p| format!(", held by pid {p}")).unwrap_or_default(),
+        net_spec.taps.len()
+    ));
 
     let mut lab = Running {
         net: Some(net),
@@ -813,6 +824,7 @@ impl Running {
             cluster: r.plan.cluster.clone(),
             cluster_file: r.opts.cluster_file.clone(),
             netns: net.name().to_owned(),
+            netns_holder: net.holder_pid(),
             gateway: r.gateway.to_string(),
             talosconfig: r.configs_dir.join("talosconfig"),
             kubeconfig: self.state_dir.join("kubeconfig"),
@@ -830,7 +842,7 @@ impl Running {
         }
         .write(&self.state_dir)?;
 
-        let netns_wrap = Some((PathBuf::from("/usr/sbin/ip"), vec!["netns".into(), "exec".into(), net.name().into()]));
+        let netns_wrap = Some(net.wrap());
         let shared = Arc::new(Shared {
             start: r.start,
             launch: LaunchSpec {

@@ -17,6 +17,10 @@ pub struct LabState {
     pub cluster: String,
     pub cluster_file: PathBuf,
     pub netns: String,
+    /// Rootless labs: the pid holding the user and network namespaces (`nsenter --target <pid> --user --net
+    /// --preserve-credentials` enters them); absent for a named namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_holder: Option<u32>,
     pub gateway: String,
     pub talosconfig: PathBuf,
     pub kubeconfig: PathBuf,

@@ -12,10 +12,10 @@ use talforge_builder::tool::ToolError;
 #[non_exhaustive]
 pub enum NetError {
     #[error(
-        "the lab network needs root (found effective uid {euid}): it makes a network namespace with a bridge \
-         and taps; a rootless mode (in a user namespace) is not implemented"
+        "the lab's network (a namespace with a bridge and taps) needs root or a user namespace, and effective \
+         uid {euid} cannot have one here: {reason}"
     )]
-    NeedsRoot { euid: u32 },
+    NeedsRoot { euid: u32, reason: String },
 
     #[error("{0}")]
     Unsupported(String),

@@ -12,12 +12,46 @@ use std::process::Command;
 
 use super::NetError;
 use super::netns::{find_ip, in_netns, ip, links_in, netns_path};
+use super::userns::{Holder, SocketKind, bind_in, check_rootless};
+
+/// Who owns the lab's network namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetMode {
+    /// Root: a named namespace (`/run/netns/<name>`, made with `ip netns add`), which `ip netns` lists.
+    Root,
+    /// Rootless: the namespace is owned by a user namespace in which the lab's user is root, held by a
+    /// process (see [`super::userns`]); it has no name under `/run/netns`.
+    User,
+}
+
+impl NetMode {
+    /// Root when the effective uid is 0; otherwise rootless if this host allows it, and
+    /// [`NetError::NeedsRoot`] saying why not if it does not.
+    pub fn for_this_user() -> Result<NetMode, NetError> {
+        let euid = rustix::process::geteuid();
+        if euid.is_root() {
+            return Ok(NetMode::Root);
+        }
+        check_rootless().map(|()| NetMode::User).map_err(|reason| NetError::NeedsRoot { euid: euid.as_raw(), reason })
+    }
+
+    /// "root" or "rootless (user namespace)".
+    pub fn describe(self) -> &'static str {
+        match self {
+            NetMode::Root => "root",
+            NetMode::User => "rootless (user namespace)",
+        }
+    }
+}
 
 /// What a lab's network is made of.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetSpec {
-    /// The network namespace's name (`/run/netns/<netns>`).
+    /// The network namespace's name: `/run/netns/<netns>` as root; rootless, only a label in messages.
     pub netns: String,
+    /// Put on the rootless namespace holder's command line, so a stale one can be found by it (the lab uses
+    /// its run folder). Unused as root.
+    pub tag: String,
     /// The bridge's name inside the namespace, e.g. `tfbr0`.
     pub bridge: String,
     /// The bridge's address: the VMs' gateway, DHCP and HTTP server.
@@ -38,33 +72,69 @@ pub struct LabNet {
     spec: NetSpec,
     ip: PathBuf,
     live: bool,
+    /// Rootless: the process holding the namespaces.
+    holder: Option<Holder>,
 }
 
 impl LabNet {
-    /// Makes the namespace, the bridge with the gateway address and the taps. Needs root
-    /// ([`NetError::NeedsRoot`] otherwise). A namespace of that name already existing is
-    /// [`NetError::Exists`]: the caller decides whether it is stale and removes it with
-    /// [`delete_netns`](super::delete_netns). If a step fails, what was made is removed again.
-    pub fn create(spec: &NetSpec) -> Result<LabNet, NetError> {
+    /// Makes the namespace, the bridge with the gateway address and the taps, as root or rootless
+    /// ([`NetMode::for_this_user`] decides; [`NetError::NeedsRoot`] when `mode` is [`NetMode::Root`] and
+    /// the user is not). As root, a namespace of that name already existing is [`NetError::Exists`]: the
+    /// caller decides whether it is stale and removes it with [`delete_netns`](super::delete_netns). If a
+    /// step fails, what was made is removed again.
+    pub fn create(spec: &NetSpec, mode: NetMode) -> Result<LabNet, NetError> {
         check_spec(spec)?;
-        let euid = rustix::process::geteuid();
-        if !euid.is_root() {
-            return Err(NetError::NeedsRoot { euid: euid.as_raw() });
-        }
         let ip_path = find_ip()?;
-        if netns_path(&spec.netns).exists() {
-            return Err(NetError::Exists { netns: spec.netns.clone() });
+        match mode {
+            NetMode::Root => {
+                let euid = rustix::process::geteuid();
+                if !euid.is_root() {
+                    return Err(NetError::NeedsRoot { euid: euid.as_raw(), reason: "root was asked for".into() });
+                }
+                if netns_path(&spec.netns).exists() {
+                    return Err(NetError::Exists { netns: spec.netns.clone() });
+                }
+                let mut steps = setup_args(spec).into_iter();
+                if let Some(add) = steps.next() {
+                    ip(&add)?;
+                }
+                let net = LabNet { spec: spec.clone(), ip: ip_path, live: true, holder: None };
+                for step in steps {
+                    // On failure `net` is dropped here, which removes the namespace again.
+                    ip(&step)?;
+                }
+                Ok(net)
+            }
+            NetMode::User => {
+                let holder = Holder::start(&spec.tag)?;
+                let net = LabNet { spec: spec.clone(), ip: ip_path, live: true, holder: Some(holder) };
+                for step in inside_args(spec) {
+                    // On failure `net` is dropped here, which stops the holder and so the namespace.
+                    net.holder.as_ref().map_or(Ok(Vec::new()), |h| h.run("ip", &step))?;
+                }
+                Ok(net)
+            }
         }
-        let mut steps = setup_args(spec).into_iter();
-        if let Some(add) = steps.next() {
-            ip(&add)?;
+    }
+
+    /// Root or rootless.
+    pub fn mode(&self) -> NetMode {
+        if self.holder.is_some() { NetMode::User } else { NetMode::Root }
+    }
+
+    /// Rootless: the pid of the process holding the namespaces (`nsenter --target <pid> --user --net
+    /// --preserve-credentials` enters them).
+    pub fn holder_pid(&self) -> Option<u32> {
+        self.holder.as_ref().map(Holder::pid)
+    }
+
+    /// The program and arguments that run what follows them inside the namespace (and exec it, so the
+    /// child's pid is the program's): `ip netns exec <name>` as root, `nsenter ... --` rootless.
+    pub fn wrap(&self) -> (PathBuf, Vec<OsString>) {
+        match &self.holder {
+            Some(h) => h.wrap(),
+            None => (self.ip.clone(), vec!["netns".into(), "exec".into(), self.spec.netns.clone().into()]),
         }
-        let net = LabNet { spec: spec.clone(), ip: ip_path, live: true };
-        for step in steps {
-            // On failure `net` is dropped here, which removes the namespace again.
-            ip(&step)?;
-        }
-        Ok(net)
     }
 
     /// The network namespace's name.
@@ -77,42 +147,66 @@ impl LabNet {
         &self.spec
     }
 
-    /// `ip netns exec <name> program args...` with the environment of
+    /// `program args...` inside the namespace ([`LabNet::wrap`]) with the environment of
     /// [`qemu::process::command`](crate::qemu::process::command) (only `PATH`, `LC_ALL=C`, `TZ=UTC`; stdin
-    /// from /dev/null). `ip netns exec` execs `program`: the child's pid is the program's.
+    /// from /dev/null). The wrapper execs `program`: the child's pid is the program's.
     pub fn command(&self, program: &Path, args: &[OsString]) -> Command {
-        let mut all: Vec<OsString> =
-            vec!["netns".into(), "exec".into(), self.spec.netns.clone().into(), program.into()];
+        let (wrapper, mut all) = self.wrap();
+        all.push(program.into());
         all.extend(args.iter().cloned());
-        crate::qemu::process::command(&self.ip, &all)
+        crate::qemu::process::command(&wrapper, &all)
     }
 
     /// A TCP listener on `addr` inside the namespace (so reachable from the VMs, not from the host),
     /// nonblocking, ready for `tokio::net::TcpListener::from_std`.
     pub fn bind_tcp(&self, addr: SocketAddr) -> std::io::Result<TcpListener> {
-        let netns = self.spec.netns.clone();
-        in_netns(&self.spec.netns, move || {
-            let l = TcpListener::bind(addr).map_err(|e| bind_error(e, "TCP", addr, &netns))?;
-            l.set_nonblocking(true)?;
-            Ok(l)
-        })
+        let l = TcpListener::from(self.bind(SocketKind::Tcp, addr)?);
+        l.set_nonblocking(true)?;
+        Ok(l)
     }
 
     /// A UDP socket on `addr` inside the namespace, nonblocking, ready for `tokio::net::UdpSocket::from_std`.
     pub fn bind_udp(&self, addr: SocketAddr) -> std::io::Result<UdpSocket> {
-        let netns = self.spec.netns.clone();
-        in_netns(&self.spec.netns, move || {
-            let s = UdpSocket::bind(addr).map_err(|e| bind_error(e, "UDP", addr, &netns))?;
-            s.set_nonblocking(true)?;
-            Ok(s)
-        })
+        let s = UdpSocket::from(self.bind(SocketKind::Udp, addr)?);
+        s.set_nonblocking(true)?;
+        Ok(s)
     }
 
-    /// Deletes the taps, the bridge and the namespace, returning a line for each thing done. Every step is
-    /// tried; the first failure is returned after the rest ran.
+    /// Like [`LabNet::bind_udp`], with broadcasts allowed (SO_BROADCAST): the DHCP server's socket.
+    pub fn bind_udp_broadcast(&self, addr: SocketAddr) -> std::io::Result<UdpSocket> {
+        let s = UdpSocket::from(self.bind(SocketKind::UdpBroadcast, addr)?);
+        s.set_nonblocking(true)?;
+        Ok(s)
+    }
+
+    fn bind(&self, kind: SocketKind, addr: SocketAddr) -> std::io::Result<std::os::fd::OwnedFd> {
+        let netns = self.spec.netns.clone();
+        let proto = if kind == SocketKind::Tcp { "TCP" } else { "UDP" };
+        match &self.holder {
+            Some(h) => bind_in(h, kind, addr).map_err(|e| bind_error(e, proto, addr, &netns)),
+            None => in_netns(&self.spec.netns, move || {
+                let fd: std::os::fd::OwnedFd = match kind {
+                    SocketKind::Tcp => TcpListener::bind(addr).map(Into::into),
+                    SocketKind::Udp => UdpSocket::bind(addr).map(Into::into),
+                    SocketKind::UdpBroadcast => {
+                        UdpSocket::bind(addr).and_then(|s| s.set_broadcast(true).map(|()| s.into()))
+                    }
+                }
+                .map_err(|e| bind_error(e, proto, addr, &netns))?;
+                Ok(fd)
+            }),
+        }
+    }
+
+    /// Deletes the taps, the bridge and the namespace (rootless: stops the holder, and the namespace goes
+    /// with it), returning a line for each thing done. Every step is tried; the first failure is returned
+    /// after the rest ran.
     pub fn destroy(mut self) -> Result<Vec<String>, NetError> {
         self.live = false;
-        teardown(&self.spec)
+        match self.holder.as_mut() {
+            Some(h) => Ok(vec![h.stop()?]),
+            None => teardown(&self.spec),
+        }
     }
 }
 
@@ -120,7 +214,10 @@ impl Drop for LabNet {
     fn drop(&mut self) {
         if self.live {
             self.live = false;
-            let _ = teardown(&self.spec);
+            match self.holder.as_mut() {
+                Some(h) => drop(h.stop()),
+                None => drop(teardown(&self.spec)),
+            }
         }
     }
 }
@@ -129,24 +226,34 @@ fn bind_error(e: std::io::Error, proto: &str, addr: SocketAddr, netns: &str) -> 
     std::io::Error::new(e.kind(), format!("cannot bind {proto} {addr} in network namespace {netns}: {e}"))
 }
 
-/// The `ip` command lines (without `ip`) that make `spec`'s network, in order; the first makes the
-/// namespace.
+/// The `ip` command lines (without `ip`) that make `spec`'s network as root, in order; the first makes the
+/// named namespace, the rest are [`inside_args`] with `-n <netns>`.
 pub fn setup_args(spec: &NetSpec) -> Vec<Vec<String>> {
     let ns = spec.netns.as_str();
+    let mut steps = vec![vec!["netns".to_owned(), "add".to_owned(), ns.to_owned()]];
+    steps.extend(inside_args(spec).into_iter().map(|step| {
+        let mut s = vec!["-n".to_owned(), ns.to_owned()];
+        s.extend(step);
+        s
+    }));
+    steps
+}
+
+/// The `ip` command lines (without `ip`) that make `spec`'s network when run inside the namespace.
+pub fn inside_args(spec: &NetSpec) -> Vec<Vec<String>> {
     let br = spec.bridge.as_str();
     let cidr = format!("{}/{}", spec.gateway, spec.prefix);
     let line = |args: &[&str]| args.iter().map(|a| (*a).to_owned()).collect::<Vec<String>>();
     let mut steps = vec![
-        line(&["netns", "add", ns]),
-        line(&["-n", ns, "link", "set", "lo", "up"]),
-        line(&["-n", ns, "link", "add", br, "type", "bridge"]),
-        line(&["-n", ns, "addr", "add", &cidr, "broadcast", "+", "dev", br]),
-        line(&["-n", ns, "link", "set", br, "up"]),
-        line(&["-n", ns, "route", "add", "255.255.255.255/32", "dev", br]),
+        line(&["link", "set", "lo", "up"]),
+        line(&["link", "add", br, "type", "bridge"]),
+        line(&["addr", "add", &cidr, "broadcast", "+", "dev", br]),
+        line(&["link", "set", br, "up"]),
+        line(&["route", "add", "255.255.255.255/32", "dev", br]),
     ];
     for tap in &spec.taps {
-        steps.push(line(&["-n", ns, "tuntap", "add", "dev", tap, "mode", "tap"]));
-        steps.push(line(&["-n", ns, "link", "set", tap, "master", br, "up"]));
+        steps.push(line(&["tuntap", "add", "dev", tap, "mode", "tap"]));
+        steps.push(line(&["link", "set", tap, "master", br, "up"]));
     }
     steps
 }
@@ -259,6 +366,7 @@ mod tests {
             gateway: Ipv4Addr::new(10, 5, 0, 1),
             prefix: 24,
             taps: vec!["tap0".into(), "tap1".into()],
+            tag: "/lab/run".into(),
             nat: false,
         }
     }
@@ -319,6 +427,6 @@ mod tests {
         assert!(err(|s| s.gateway = Ipv4Addr::new(127, 0, 0, 1)).contains("not loopback"));
         let mut s = spec();
         s.nat = true;
-        assert_eq!(LabNet::create(&s).unwrap_err().class(), talforge_builder::ErrorClass::Unsupported);
+        assert_eq!(LabNet::create(&s, NetMode::Root).unwrap_err().class(), talforge_builder::ErrorClass::Unsupported);
     }
 }

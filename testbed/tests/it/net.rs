@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::Value;
 use talforge_builder::spec::units::MacAddr;
 use talforge_testbed::net::dhcp::{DhcpConfig, DhcpEvent, DhcpLease, dhcp_socket, serve_dhcp};
-use talforge_testbed::net::{LabNet, NetError, NetSpec, delete_netns, links_in, list_netns};
+use talforge_testbed::net::{LabNet, NetError, NetMode, NetSpec, delete_netns, links_in, list_netns};
 
 use crate::support::{Netns, ok, program, unavailable};
 
@@ -41,6 +41,7 @@ fn spec(what: &str, taps: &[&str]) -> NetSpec {
         gateway: GATEWAY,
         prefix: 24,
         taps: taps.iter().map(|t| (*t).to_owned()).collect(),
+        tag: format!("/tfnet/{what}"),
         nat: false,
     }
 }
@@ -58,7 +59,7 @@ impl Drop for DeleteOnDrop {
 
 /// The lab network of `spec`; `None` (the test skips) without root or iproute2.
 fn create(spec: &NetSpec) -> Option<LabNet> {
-    match LabNet::create(spec) {
+    match LabNet::create(spec, NetMode::Root) {
         Ok(net) => Some(net),
         Err(e @ NetError::NeedsRoot { .. }) => unavailable(&e.to_string()),
         Err(NetError::Tool(talforge_builder::tool::ToolError::Missing { .. })) => {
@@ -88,7 +89,7 @@ fn lab_network_lives_in_its_namespace_only() {
     let Some(lab) = create(&spec) else { return };
     let ns = spec.netns.as_str();
 
-    assert!(matches!(LabNet::create(&spec), Err(NetError::Exists { netns }) if netns == ns));
+    assert!(matches!(LabNet::create(&spec, NetMode::Root), Err(NetError::Exists { netns }) if netns == ns));
     assert_eq!(links_in(ns), ["lo", "tfbr0", "tap0", "tap1"]);
     let links = ip_json(&["-n", ns, "-j", "link", "show"]);
     for link in &links {

@@ -24,7 +24,6 @@ pub use wire::{
 };
 
 use super::LabNet;
-use super::netns::in_netns;
 
 /// The largest datagram read; DHCP messages are at most a few hundred bytes, Ethernet frames 1500.
 const RECV_BUFFER: usize = 4096;
@@ -172,16 +171,7 @@ pub async fn serve_dhcp(
 /// It is not bound to the bridge device (SO_BINDTODEVICE is not in rustix 1, and the workspace has no
 /// unsafe code); it needs not be, as the lab's namespace has no other interface with an address but `lo`.
 pub fn dhcp_socket(net: &LabNet) -> io::Result<std::net::UdpSocket> {
-    let netns = net.name().to_owned();
-    in_netns(net.name(), move || {
-        let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT);
-        let s = std::net::UdpSocket::bind(addr).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot bind UDP {addr} in network namespace {netns}: {e}"))
-        })?;
-        s.set_broadcast(true)?;
-        s.set_nonblocking(true)?;
-        Ok(s)
-    })
+    net.bind_udp_broadcast(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT)))
 }
 
 #[cfg(test)]
