@@ -77,6 +77,10 @@ pub struct RunArgs {
     /// once into the cache; Secure Boot profiles keep Debian's Secure Boot build).
     #[arg(long, value_enum, default_value = "debian")]
     pub firmware: FirmwareArg,
+    /// NAT the lab's network to the networks this process reaches (slirp4netns; nothing is added to the
+    /// host's network), as the cluster file's lab.nat does.
+    #[arg(long)]
+    pub nat: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -265,6 +269,7 @@ fn run_or_up(a: &RunArgs, catalog: Option<&Path>, keep_running: bool) -> anyhow:
             FirmwareArg::Debian => FirmwareSource::Debian,
             FirmwareArg::OvmfPrebuilt => FirmwareSource::OvmfPrebuilt,
         },
+        nat: a.nat,
         keep_running,
         progress: true,
     };

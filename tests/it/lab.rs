@@ -151,6 +151,28 @@ impl Lab {
     }
 }
 
+/// Reads `child`'s stderr until a line contains `needle` (at most 400 s), returning the lines so far; kills
+/// the child and fails if it never comes.
+fn stderr_until(child: &mut std::process::Child, needle: &str) -> Vec<String> {
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(400);
+    let mut seen: Vec<String> = Vec::new();
+    while !seen.last().is_some_and(|l| l.contains(needle)) {
+        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+            let _ = child.kill();
+            panic!("never saw {needle:?} on stderr:\n{}", seen.join("\n"));
+        };
+        seen.push(line);
+    }
+    seen
+}
+
 fn stage<'a>(record: &'a Value, node: &str, stage: &str) -> &'a Value {
     record["nodes"]
         .as_array()
@@ -376,26 +398,7 @@ fn lab_up_is_reachable_with_status_exec_and_console_until_lab_down() {
         };
     }
     let mut child = cmd.spawn().expect("spawn lab up");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(400);
-    let mut seen = Vec::new();
-    loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("lab up never said it is up; stderr:\n{}", seen.join("\n"))
-        });
-        let up_now = line.contains("is up;");
-        seen.push(line);
-        if up_now {
-            break;
-        }
-    }
+    stderr_until(&mut child, "is up;");
     let state = lab.state();
     let tf = |args: &[&str]| -> Output {
         Command::new(env!("CARGO_BIN_EXE_talforge"))
@@ -486,8 +489,8 @@ const NOBODY: u32 = 65534;
 /// `talforge args...` as uid and gid 65534 in a mount namespace of its own, in which `/dev/net/tun` is a
 /// node of mode `tun_mode` that the test makes in `lab`'s folder; the host's device is never touched. 0666
 /// is what Debian's udev gives it; 0600 is a host that keeps it to root. The build cache is one for uid
-/// 65534, shared by these tests.
-fn as_nobody(lab: &Lab, tun_mode: &str, args: &[&str]) -> Command {
+/// 65534, shared by these tests. With `netns`, it runs in that (named) network namespace.
+fn as_nobody(lab: &Lab, netns: Option<&str>, tun_mode: &str, args: &[&str]) -> Command {
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-cache-nobody");
     std::fs::create_dir_all(&cache).expect("cache");
     for d in [lab.dir.path(), cache.as_path()] {
@@ -496,8 +499,9 @@ fn as_nobody(lab: &Lab, tun_mode: &str, args: &[&str]) -> Command {
     }
     let tun = lab.dir.path().join("tun");
     let _ = std::fs::remove_file(&tun);
-    let mut c = Command::new("unshare");
-    c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+    let mut c = Command::new("nsenter");
+    c.arg(netns.map_or_else(|| "--net=/proc/self/ns/net".to_owned(), |n| format!("--net=/run/netns/{n}")))
+        .args(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c"])
         .arg(
             "mknod -m \"$1\" \"$2\" c 10 200 && mount --bind \"$2\" /dev/net/tun && shift 2 && \
              exec setpriv --reuid=65534 --regid=65534 --clear-groups -- \"$@\"",
@@ -536,7 +540,7 @@ fn without_root_the_lab_runs_in_a_user_namespace_or_says_why_it_cannot() {
     // A host whose /dev/net/tun is root's only: refused before anything is built, saying why.
     let mut args = vec!["lab", "run"];
     args.extend(run_args);
-    let out = as_nobody(&lab, "0600", &args).output().expect("run lab as nobody");
+    let out = as_nobody(&lab, None, "0600", &args).output().expect("run lab as nobody");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -548,27 +552,18 @@ fn without_root_the_lab_runs_in_a_user_namespace_or_says_why_it_cannot() {
     );
     assert!(!state.join("images").exists(), "images were built before the refusal");
 
-    // A host that allows it: `lab up` as uid 65534 passes every stage to power-off.
-    let mut args = vec!["lab", "up"];
+    // A host that allows it: `lab up --nat` as uid 65534 passes every stage to power-off, run inside "the
+    // outside" (see the NAT test).
+    let (outside, _outside_netns, _httpd) = the_outside(&lab, "rootless");
+    let mut args = vec!["lab", "up", "--nat"];
     args.extend(run_args);
-    let mut child = as_nobody(&lab, "0666", &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("up");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(400);
-    let mut seen = Vec::new();
-    while !seen.last().is_some_and(|l: &String| l.contains("is up;")) {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("rootless lab up never said it is up; stderr:\n{}", seen.join("\n"))
-        });
-        seen.push(line);
-    }
-    let said = seen.join("\n");
+    let up = as_nobody(&lab, Some(&outside), "0666", &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("up");
+    let mut child = TermOnDrop(up);
+    let said = stderr_until(&mut child.0, "is up;").join("\n");
     assert!(said.contains("(rootless (user namespace), held by pid "), "{said}");
     let netns = talforge_testbed::lab::state::netns_name("sample", &std::fs::canonicalize(&state).expect("state"));
     assert!(talforge_testbed::net::list_netns(&netns).is_empty(), "a rootless lab made a named namespace");
@@ -594,20 +589,26 @@ fn without_root_the_lab_runs_in_a_user_namespace_or_says_why_it_cannot() {
     assert_eq!(ns(&qemu[0]), ns(&holder), "QEMU is not in the lab's network namespace");
 
     // Status and exec as the same user: inside, it is root of the namespace and reaches the node.
-    let out = as_nobody(&lab, "0666", &["lab", "status", "--state", state_arg]).output().expect("status");
+    let out =
+        as_nobody(&lab, Some(&outside), "0666", &["lab", "status", "--state", state_arg]).output().expect("status");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.contains(&format!("rootless network namespace {netns} held by pid {holder}")), "{text}");
-    let script = "id -u; ip -o -4 addr show tfbr0; busybox ping -c 1 -W 10 10.5.0.11";
-    let out = as_nobody(&lab, "0666", &["lab", "exec", "--state", state_arg, "--", "sh", "-c", script])
-        .output()
-        .expect("exec");
+    let wget = format!("{} {OUTSIDE_URL}", WGET_OUTSIDE.join(" "));
+    let script =
+        format!("id -u; ip -o -4 addr show tfbr0; busybox ping -c 1 -W 10 10.5.0.11; nft list ruleset; {wget}");
+    let out =
+        as_nobody(&lab, Some(&outside), "0666", &["lab", "exec", "--state", state_arg, "--", "sh", "-c", &script])
+            .output()
+            .expect("exec");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "lab exec: {text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.starts_with("0\n") && text.contains("10.5.0.1/24") && text.contains("1 packets received"), "{text}");
+    // NAT rootless: slirp4netns joined the holder's namespaces; the outside answers through it.
+    assert!(text.contains("oifname \"tfnat0\" masquerade") && text.ends_with("outside says hi\n"), "{text}");
 
-    let out = as_nobody(&lab, "0666", &["lab", "down", "--state", state_arg]).output().expect("down");
+    let out = as_nobody(&lab, Some(&outside), "0666", &["lab", "down", "--state", state_arg]).output().expect("down");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(child.wait().expect("wait for lab up").code(), Some(0), "lab up after lab down");
+    assert_eq!(child.0.wait().expect("wait for lab up").code(), Some(0), "lab up after lab down");
     assert!(!Path::new(&format!("/proc/{holder}")).exists(), "the namespace holder survived");
     lab.assert_torn_down();
     let r = lab.record();
@@ -618,4 +619,142 @@ fn without_root_the_lab_runs_in_a_user_namespace_or_says_why_it_cannot() {
         teardown.iter().any(|l| l.starts_with("stopped the holder of the user and network namespaces")),
         "{teardown:?}"
     );
+}
+
+/// Network namespaces a test made, deleted (with their links) when dropped.
+struct TestNetns(Vec<String>);
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = talforge_testbed::net::delete_netns(n);
+        }
+    }
+}
+
+/// A `talforge lab` process that gets SIGTERM (so it tears its lab down) and is reaped when dropped, so a
+/// failed assertion leaves no lab running.
+struct TermOnDrop(std::process::Child);
+
+impl Drop for TermOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A child process killed and reaped when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Fetches the outside's web page (busybox 1.35's `wget -T` crashes: `timeout` bounds it instead).
+const WGET_OUTSIDE: [&str; 6] = ["timeout", "20", "busybox", "wget", "-q", "-O-"];
+const OUTSIDE_URL: &str = "http://192.0.2.1:8080/hello";
+
+/// "The outside" for NAT tests: a namespace of the test's own with 192.0.2.1 (TEST-NET-1) on a bridge and a
+/// web server there serving "outside says hi". A lab run in it opens slirp4netns's sockets there, so no
+/// traffic leaves this machine. Returns its name, and guards that remove it and stop the server.
+fn the_outside(lab: &Lab, what: &str) -> (String, TestNetns, KillOnDrop) {
+    let outside = format!("tflab-out-{what}-{}", std::process::id());
+    let guard = TestNetns(vec![outside.clone()]);
+    ip_ok(&["netns", "add", &outside]);
+    ip_ok(&["-n", &outside, "link", "set", "lo", "up"]);
+    ip_ok(&["-n", &outside, "link", "add", "out0", "type", "bridge"]);
+    ip_ok(&["-n", &outside, "addr", "add", "192.0.2.1/24", "dev", "out0"]);
+    ip_ok(&["-n", &outside, "link", "set", "out0", "up"]);
+    let www = lab.dir.path().join("www");
+    std::fs::create_dir_all(&www).expect("www");
+    std::fs::write(www.join("hello"), "outside says hi\n").expect("hello");
+    let httpd = Command::new("ip")
+        .args(["netns", "exec", &outside, "busybox", "httpd", "-f", "-p", "192.0.2.1:8080", "-h"])
+        .arg(&www)
+        .spawn()
+        .expect("httpd");
+    (outside, guard, KillOnDrop(httpd))
+}
+
+fn ip_ok(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn nat_reaches_the_outside_from_the_vms_network_and_leaves_the_host_alone() {
+    let Some(release) = needs() else { return };
+    for (p, pkg) in [("slirp4netns", "slirp4netns"), ("nft", "nftables"), ("busybox", "busybox")] {
+        if talforge_builder::tool::ToolRunner::new(0).find(talforge_builder::tool::Program::new(p, pkg)).is_none() {
+            return unavailable(&format!("{p} is not installed (Debian package {pkg})")).unwrap_or(());
+        }
+    }
+    let lab = Lab::new(&release, &["cp-1"]);
+    let node = format!("tflab-node-{}", std::process::id());
+    let _node_netns = TestNetns(vec![node.clone()]);
+    let (outside, _outside_netns, _httpd) = the_outside(&lab, "nat");
+    let forward_before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").expect("ip_forward");
+
+    // `lab up --nat` inside "the outside" (nsenter --net keeps this mount namespace: /run/netns is shared).
+    let up = lab.command(&["--accel", "tcg", "--nat"]);
+    let args: Vec<std::ffi::OsString> = up.get_args().map(ToOwned::to_owned).collect();
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{outside}"))
+        .arg(env!("CARGO_BIN_EXE_talforge"))
+        .args(["lab", "up"])
+        .args(&args[2..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in up.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let mut child = TermOnDrop(cmd.spawn().expect("spawn lab up --nat"));
+    let said = stderr_until(&mut child.0, "is up;").join("\n");
+    assert!(said.contains("NAT through slirp4netns (pid ") && said.contains("10.0.2.100 on tfnat0"), "{said}");
+    let state = std::fs::canonicalize(lab.state()).expect("state");
+    let labns = talforge_testbed::lab::state::netns_name("sample", &state);
+
+    // A machine on the lab's bridge, as the VMs are (veth into a namespace of the test's), routed by the
+    // gateway: it reaches the outside through the NAT.
+    ip_ok(&["netns", "add", &node]);
+    ip_ok(&["-n", &labns, "link", "add", "tfvn0", "type", "veth", "peer", "name", "eth0", "netns", &node]);
+    ip_ok(&["-n", &labns, "link", "set", "tfvn0", "master", "tfbr0", "up"]);
+    ip_ok(&["-n", &node, "addr", "add", "10.5.0.99/24", "dev", "eth0"]);
+    ip_ok(&["-n", &node, "link", "set", "eth0", "up"]);
+    ip_ok(&["-n", &node, "route", "add", "default", "via", "10.5.0.1"]);
+    let get = |netns: &str| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", netns])
+            .args(WGET_OUTSIDE)
+            .arg(OUTSIDE_URL)
+            .output()
+            .expect("wget");
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    assert_eq!(get(&node), "outside says hi\n", "from a machine on the lab's bridge");
+    assert_eq!(get(&labns), "outside says hi\n", "from the lab's namespace");
+    let rules = Command::new("ip").args(["netns", "exec", &labns, "nft", "list", "ruleset"]).output().expect("nft");
+    let rules = String::from_utf8_lossy(&rules.stdout).into_owned();
+    assert!(rules.contains("ip saddr 10.5.0.0/24 oifname \"tfnat0\" masquerade"), "{rules}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_talforge")).args(["lab", "down", "--state"]).arg(&state).output();
+    assert!(out.expect("lab down").status.success());
+    assert_eq!(child.0.wait().expect("wait for lab up").code(), Some(0), "lab up after lab down");
+    lab.assert_torn_down();
+    assert_eq!(std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").expect("ip_forward"), forward_before);
+    let r = lab.record();
+    assert_eq!(r["outcome"], "passed");
+    let teardown: Vec<&str> = r["teardown"].as_array().expect("teardown").iter().filter_map(Value::as_str).collect();
+    assert!(teardown.iter().any(|l| l.starts_with("stopped slirp4netns (pid ")), "{teardown:?}");
 }

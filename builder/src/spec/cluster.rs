@@ -321,6 +321,10 @@ pub struct LabSpec {
     pub memory: Option<ByteSize>,
     #[serde(default)]
     pub accel: Accel,
+    /// NAT from the lab's network to the networks the lab process reaches (slirp4netns), so the VMs can
+    /// pull from registries; off by default (the lab is closed).
+    #[serde(default)]
+    pub nat: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]

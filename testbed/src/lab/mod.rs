@@ -132,6 +132,8 @@ pub struct LabOptions {
     pub offline: bool,
     /// Where OVMF comes from.
     pub firmware: FirmwareSource,
+    /// `--nat`: NAT even when the cluster file's `lab.nat` is off.
+    pub nat: bool,
     /// `lab up`: stop before powering off and keep the VMs until SIGINT/SIGTERM (`lab down`).
     pub keep_running: bool,
     /// Progress lines on stderr.
@@ -453,6 +455,10 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
     }
     // Root, or rootless when the host allows a user namespace; known before anything is built.
     let net_mode = NetMode::for_this_user()?;
+    let nat = opts.nat || spec.lab.nat;
+    if nat {
+        crate::net::nat::check_tools()?;
+    }
     let qemu = find_program(QEMU)?;
     let overrides = PlanOverrides {
         kernel_args: vec![config_kernel_arg(gateway)],
@@ -627,15 +633,8 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
     // Network (from here on, everything made is torn down).
     std::fs::create_dir_all(&run_dir).map_err(io("cannot create", &run_dir))?;
     let taps: Vec<String> = setups.iter().flat_map(|s| s.vm.nics.iter().map(|n| n.tap.clone())).collect();
-    let net_spec = NetSpec {
-        netns: netns.clone(),
-        tag: run_dir.to_string_lossy().into_owned(),
-        bridge: BRIDGE.into(),
-        gateway,
-        prefix,
-        taps,
-        nat: false,
-    };
+    let net_spec =
+        NetSpec { netns: netns.clone(), run_dir: run_dir.clone(), bridge: BRIDGE.into(), gateway, prefix, taps, nat };
     let net = LabNet::create(&net_spec, net_mode)?;
     say(format!(
         "network namespace {netns} ({}{}): bridge {BRIDGE} {gateway}/{prefix}, {} taps",
@@ -643,6 +642,15 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
         net.holder_pid().map(|p| format!(", held by pid {p}")).unwrap_or_default(),
         net_spec.taps.len()
     ));
+    if let Some((a, pid)) = net.nat() {
+        say(format!(
+            "NAT through slirp4netns (pid {pid}): {} on {} routes via {}; DNS {}",
+            a.tap,
+            crate::net::nat::NAT_TAP,
+            a.router,
+            a.dns
+        ));
+    }
 
     let mut lab = Running {
         net: Some(net),
@@ -752,7 +760,8 @@ impl Running {
             server: r.gateway,
             prefix: r.prefix,
             router: Some(r.gateway),
-            dns: vec![r.gateway],
+            // With NAT, slirp4netns's DNS forwarder (reached through the NAT); else the gateway.
+            dns: vec![net.nat().map_or(r.gateway, |(a, _)| a.dns)],
             lease_secs: 3600,
             leases,
         };

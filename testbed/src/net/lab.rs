@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::NetError;
+use super::nat::{NAT_TAP, Nat, NatAddrs, NatTarget, nat_addrs, ruleset};
 use super::netns::{find_ip, in_netns, ip, links_in, netns_path};
 use super::userns::{Holder, SocketKind, bind_in, check_rootless};
 
@@ -49,9 +50,10 @@ impl NetMode {
 pub struct NetSpec {
     /// The network namespace's name: `/run/netns/<netns>` as root; rootless, only a label in messages.
     pub netns: String,
-    /// Put on the rootless namespace holder's command line, so a stale one can be found by it (the lab uses
-    /// its run folder). Unused as root.
-    pub tag: String,
+    /// A folder of the lab's own for the network's files (the NAT's log, ruleset and API socket). It is on
+    /// the command lines of the helper processes (the rootless namespace holder, slirp4netns), so stale ones
+    /// a killed lab left are found by it.
+    pub run_dir: PathBuf,
     /// The bridge's name inside the namespace, e.g. `tfbr0`.
     pub bridge: String,
     /// The bridge's address: the VMs' gateway, DHCP and HTTP server.
@@ -60,8 +62,7 @@ pub struct NetSpec {
     pub prefix: u8,
     /// One tap per VM NIC, on the bridge.
     pub taps: Vec<String>,
-    /// NAT from the lab to the host's network. Not implemented: `true` makes [`LabNet::create`] fail with
-    /// [`NetError::Unsupported`].
+    /// NAT from the lab to the networks the lab process reaches, through slirp4netns ([`super::nat`]).
     pub nat: bool,
 }
 
@@ -74,6 +75,8 @@ pub struct LabNet {
     live: bool,
     /// Rootless: the process holding the namespaces.
     holder: Option<Holder>,
+    /// The NAT, when asked for.
+    nat: Option<Nat>,
 }
 
 impl LabNet {
@@ -98,23 +101,71 @@ impl LabNet {
                 if let Some(add) = steps.next() {
                     ip(&add)?;
                 }
-                let net = LabNet { spec: spec.clone(), ip: ip_path, live: true, holder: None };
+                let mut net = LabNet { spec: spec.clone(), ip: ip_path, live: true, holder: None, nat: None };
                 for step in steps {
                     // On failure `net` is dropped here, which removes the namespace again.
                     ip(&step)?;
                 }
+                net.start_nat()?;
                 Ok(net)
             }
             NetMode::User => {
-                let holder = Holder::start(&spec.tag)?;
-                let net = LabNet { spec: spec.clone(), ip: ip_path, live: true, holder: Some(holder) };
+                let holder = Holder::start(&spec.run_dir)?;
+                let mut net = LabNet { spec: spec.clone(), ip: ip_path, live: true, holder: Some(holder), nat: None };
                 for step in inside_args(spec) {
                     // On failure `net` is dropped here, which stops the holder and so the namespace.
-                    net.holder.as_ref().map_or(Ok(Vec::new()), |h| h.run("ip", &step))?;
+                    net.run_inside("ip", &step)?;
                 }
+                net.start_nat()?;
                 Ok(net)
             }
         }
+    }
+
+    /// Runs `program args...` inside the namespace (controlled environment), returning its stdout.
+    pub fn run_inside(&self, program: &str, args: &[String]) -> Result<Vec<u8>, NetError> {
+        match &self.holder {
+            Some(h) => h.run(program, args),
+            None => {
+                let mut all = vec!["netns".to_owned(), "exec".to_owned(), self.spec.netns.clone(), program.to_owned()];
+                all.extend(args.iter().cloned());
+                ip(&all)
+            }
+        }
+    }
+
+    /// With `spec.nat`: slirp4netns attached, forwarding on and the lab subnet masqueraded out of its tap.
+    fn start_nat(&mut self) -> Result<(), NetError> {
+        if !self.spec.nat {
+            return Ok(());
+        }
+        let addrs = nat_addrs(self.spec.gateway, self.spec.prefix)?;
+        let target = match &self.holder {
+            Some(h) => NatTarget::Pid(h.pid()),
+            None => NatTarget::Path(netns_path(&self.spec.netns)),
+        };
+        let has_address = || {
+            let args = ["-j", "-4", "addr", "show", "dev", NAT_TAP].map(str::to_owned);
+            let out = self.run_inside("ip", &args).unwrap_or_default();
+            let links: Vec<serde_json::Value> = serde_json::from_slice(&out).unwrap_or_default();
+            links.iter().any(|l| l["addr_info"].as_array().is_some_and(|a| !a.is_empty()))
+        };
+        let nat = Nat::start(&target, addrs, &self.spec.run_dir, has_address)?;
+        self.nat = Some(nat);
+        self.run_inside("sh", &["-c".to_owned(), "echo 1 > /proc/sys/net/ipv4/ip_forward".to_owned()])?;
+        let rules = self.spec.run_dir.join("nat.nft");
+        std::fs::write(&rules, ruleset(self.spec.gateway, self.spec.prefix)).map_err(|source| NetError::Io {
+            op: "write",
+            path: rules.clone(),
+            source,
+        })?;
+        self.run_inside("nft", &["-f".to_owned(), rules.display().to_string()])?;
+        Ok(())
+    }
+
+    /// The NAT's addresses and slirp4netns's pid, when the lab has NAT.
+    pub fn nat(&self) -> Option<(NatAddrs, u32)> {
+        self.nat.as_ref().map(|n| (n.addrs, n.pid()))
     }
 
     /// Root or rootless.
@@ -203,10 +254,12 @@ impl LabNet {
     /// after the rest ran.
     pub fn destroy(mut self) -> Result<Vec<String>, NetError> {
         self.live = false;
+        let mut done: Vec<String> = self.nat.as_mut().map(Nat::stop).into_iter().collect();
         match self.holder.as_mut() {
-            Some(h) => Ok(vec![h.stop()?]),
-            None => teardown(&self.spec),
+            Some(h) => done.push(h.stop()?),
+            None => done.extend(teardown(&self.spec)?),
         }
+        Ok(done)
     }
 }
 
@@ -214,6 +267,9 @@ impl Drop for LabNet {
     fn drop(&mut self) {
         if self.live {
             self.live = false;
+            if let Some(n) = self.nat.as_mut() {
+                n.stop();
+            }
             match self.holder.as_mut() {
                 Some(h) => drop(h.stop()),
                 None => drop(teardown(&self.spec)),
@@ -317,13 +373,6 @@ fn valid_name(name: &str, max: usize) -> bool {
 
 /// Checks what the kernel and `ip` would reject later, with errors that say which field.
 pub(crate) fn check_spec(spec: &NetSpec) -> Result<(), NetError> {
-    if spec.nat {
-        return Err(NetError::Unsupported(
-            "NAT from the lab network to the host's network is not implemented (the lab's namespace has no \
-             way out); set nat to false"
-                .to_owned(),
-        ));
-    }
     check_netns_name(&spec.netns)?;
     let mut seen: Vec<&str> = Vec::new();
     for (what, name) in std::iter::once(("bridge", &spec.bridge)).chain(spec.taps.iter().map(|t| ("tap", t))) {
@@ -366,7 +415,7 @@ mod tests {
             gateway: Ipv4Addr::new(10, 5, 0, 1),
             prefix: 24,
             taps: vec!["tap0".into(), "tap1".into()],
-            tag: "/lab/run".into(),
+            run_dir: "/lab/run".into(),
             nat: false,
         }
     }
@@ -400,11 +449,6 @@ mod tests {
             check_spec(&s).unwrap_err().to_string()
         };
         assert_eq!(
-            err(|s| s.nat = true),
-            "NAT from the lab network to the host's network is not implemented (the lab's namespace has no way \
-             out); set nat to false"
-        );
-        assert_eq!(
             err(|s| s.taps[1] = "a-very-long-tap-name".into()),
             "tap name \"a-very-long-tap-name\": expected 1 to 15 characters of [a-zA-Z0-9_.-], not starting \
              with '-' or '.', and not lo"
@@ -425,8 +469,5 @@ mod tests {
         );
         assert!(err(|s| s.gateway = Ipv4Addr::new(10, 5, 0, 0)).ends_with("network or broadcast address"));
         assert!(err(|s| s.gateway = Ipv4Addr::new(127, 0, 0, 1)).contains("not loopback"));
-        let mut s = spec();
-        s.nat = true;
-        assert_eq!(LabNet::create(&s, NetMode::Root).unwrap_err().class(), talforge_builder::ErrorClass::Unsupported);
     }
 }

@@ -9,11 +9,12 @@
 //! - [`dhcp`]: a DHCPv4 server that answers only the MACs the lab planned.
 //! - [`delete_netns`], [`list_netns`], [`links_in`]: stale namespaces, and what tests look at.
 //!
-//! NAT to the host's network is not implemented ([`NetSpec::nat`]).
+//! - [`nat`]: optional NAT to the networks the lab process reaches, through slirp4netns ([`NetSpec::nat`]).
 
 pub mod dhcp;
 mod error;
 mod lab;
+pub mod nat;
 mod netns;
 pub mod userns;
 

@@ -22,7 +22,7 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsFd as _, OwnedFd};
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -96,7 +96,7 @@ impl Holder {
     /// Starts the holder in its own process group (a Ctrl-C at the terminal reaches the lab, which tears
     /// down in order, not the holder). `tag` goes on its command line, so a stale one can be found by it.
     /// Returns once the holder is inside its new namespaces.
-    pub(crate) fn start(tag: &str) -> Result<Holder, NetError> {
+    pub(crate) fn start(tag: &Path) -> Result<Holder, NetError> {
         use std::os::unix::process::CommandExt as _;
         let unshare = find(UNSHARE)?;
         let nsenter = find(NSENTER)?;

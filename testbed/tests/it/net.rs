@@ -41,7 +41,7 @@ fn spec(what: &str, taps: &[&str]) -> NetSpec {
         gateway: GATEWAY,
         prefix: 24,
         taps: taps.iter().map(|t| (*t).to_owned()).collect(),
-        tag: format!("/tfnet/{what}"),
+        run_dir: format!("/tfnet/{what}").into(),
         nat: false,
     }
 }
