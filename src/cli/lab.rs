@@ -67,6 +67,7 @@ pub struct RunArgs {
     #[arg(long = "timeout", value_name = "STAGE=DURATION")]
     pub timeouts: Vec<String>,
     /// Inject a fault: refuse-config:NODE, kill:NODE@STAGE (SIGKILL its QEMU after STAGE passed),
+    /// panic:NODE@STAGE (an NMI after STAGE passed; the fixture guest panics on it),
     /// drop-disk:NODE:DISK (build the VM without that disk); repeatable.
     #[arg(long = "fault", value_name = "FAULT")]
     pub faults: Vec<String>,

@@ -297,6 +297,25 @@ fn faulty_nodes_fail_the_right_stage_and_the_lab_still_tears_down() {
     assert_eq!(xmllint(&["--xpath", "count(//failure)"], &junit).trim(), "3");
 }
 
+#[test]
+fn a_guest_panic_reaches_the_lab_through_pvpanic_and_fails_the_next_stage() {
+    let Some(release) = needs() else { return };
+    let lab = Lab::new(&release, &["cp-1"]);
+    // An NMI once the extensions are loaded: the fixture guest panics on it, pvpanic raises GUEST_PANICKED,
+    // QEMU pauses the guest, and the stage after (config-fetched) fails at once, not at its timeout.
+    let out = lab.run(&["--accel", "tcg", "--fault", "panic:cp-1@extensions-loaded"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("fault: injecting an NMI (QMP inject-nmi)"), "{stderr}");
+    lab.assert_torn_down();
+    let r = lab.record();
+    assert_eq!(statuses(&r, "cp-1")[..5], ["passed", "passed", "passed", "passed", "failed"]);
+    let fetched = stage(&r, "cp-1", "config-fetched");
+    let message = fetched["message"].as_str().unwrap_or_default();
+    // From the QMP event alone: a panic in NMI context prints nothing before pvpanic pauses the guest.
+    assert_eq!(message, "guest panicked (QMP GUEST_PANICKED action=pause)", "{fetched}");
+}
+
 /// The folder `--firmware ovmf-prebuilt` uses, holding the release the crate wants (as if fetched): Debian's
 /// OVMF files under its names, and the release's SHA-256 in `sha256`. Nothing is downloaded.
 fn seed_ovmf_prebuilt() -> PathBuf {

@@ -70,21 +70,31 @@ pub enum Fault {
     Kill { node: String, after: String },
     /// Build this node's VM without the profile disk `disk` (its id: `osd`, `osd[1]`).
     DropDisk { node: String, disk: String },
+    /// Inject an NMI into this node once it has passed `stage` (QMP `inject-nmi`): a guest that panics on an
+    /// unknown NMI (the fixture guest; a Talos node with the sysctl `kernel.unknown_nmi_panic=1`) panics,
+    /// and pvpanic reports it as GUEST_PANICKED.
+    Panic { node: String, after: String },
 }
 
 impl Fault {
-    /// `refuse-config:NODE`, `kill:NODE@STAGE`, `drop-disk:NODE:DISK`.
+    /// `refuse-config:NODE`, `kill:NODE@STAGE`, `panic:NODE@STAGE`, `drop-disk:NODE:DISK`.
     pub fn parse(s: &str) -> Result<Fault, String> {
-        let bad = || format!("--fault {s:?}: expected refuse-config:NODE, kill:NODE@STAGE or drop-disk:NODE:DISK");
+        let bad = || {
+            format!(
+                "--fault {s:?}: expected refuse-config:NODE, kill:NODE@STAGE, panic:NODE@STAGE or \
+                 drop-disk:NODE:DISK"
+            )
+        };
         let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
         match kind {
             "refuse-config" if !rest.is_empty() => Ok(Fault::RefuseConfig { node: rest.into() }),
-            "kill" => {
+            "kill" | "panic" => {
                 let (node, after) = rest.split_once('@').ok_or_else(bad)?;
                 if !FIXTURE_STAGES.iter().any(|d| d.name == after) {
                     return Err(format!("--fault {s:?}: no stage {after:?}"));
                 }
-                Ok(Fault::Kill { node: node.into(), after: after.into() })
+                let (node, after) = (node.into(), after.into());
+                Ok(if kind == "kill" { Fault::Kill { node, after } } else { Fault::Panic { node, after } })
             }
             "drop-disk" => {
                 let (node, disk) = rest.split_once(':').ok_or_else(bad)?;
@@ -96,7 +106,10 @@ impl Fault {
 
     fn node(&self) -> &str {
         match self {
-            Fault::RefuseConfig { node } | Fault::Kill { node, .. } | Fault::DropDisk { node, .. } => node,
+            Fault::RefuseConfig { node }
+            | Fault::Kill { node, .. }
+            | Fault::Panic { node, .. }
+            | Fault::DropDisk { node, .. } => node,
         }
     }
 }
@@ -225,6 +238,7 @@ struct NodeSetup {
     config: ConfigEntry,
     extensions: usize,
     kill_after: Option<String>,
+    panic_after: Option<String>,
 }
 
 /// Shared by the node tasks.
@@ -618,6 +632,10 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
             Fault::Kill { node, after } if node == &n.name => Some(after.clone()),
             _ => None,
         });
+        let panic_after = opts.faults.iter().find_map(|f| match f {
+            Fault::Panic { node, after } if node == &n.name => Some(after.clone()),
+            _ => None,
+        });
         setups.push(NodeSetup {
             name: n.name.clone(),
             extensions: image.extensions.len(),
@@ -627,6 +645,7 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
             address: addresses[i],
             config,
             kill_after,
+            panic_after,
         });
     }
 
@@ -1264,6 +1283,15 @@ async fn run_node(
             shared.say(&s.name, format_args!("fault: killing QEMU (pid {:?}) with SIGKILL", v.pid()));
             v.kill();
         }
+        if rec.status == StageStatus::Passed
+            && s.panic_after.as_deref() == Some(def.name)
+            && let Some(v) = &vm
+        {
+            shared.say(&s.name, format_args!("fault: injecting an NMI (QMP inject-nmi)"));
+            if let Err(e) = v.inject_nmi().await {
+                shared.say(&s.name, format_args!("fault: {e}"));
+            }
+        }
         stages.push(rec);
     }
     // The signal forwarder ends with the VM's channel (when the VM is shut down at teardown).
@@ -1414,6 +1442,11 @@ mod tests {
         );
         assert_eq!(Fault::parse("drop-disk:w-2:osd"), Ok(Fault::DropDisk { node: "w-2".into(), disk: "osd".into() }));
         assert!(Fault::parse("kill:cp-1@booted").unwrap_err().contains("no stage \"booted\""));
+        assert_eq!(
+            Fault::parse("panic:w-2@config-fetched"),
+            Ok(Fault::Panic { node: "w-2".into(), after: "config-fetched".into() })
+        );
+        assert!(Fault::parse("panic:w-2").unwrap_err().contains("panic:NODE@STAGE"));
         assert!(Fault::parse("explode:cp-1").unwrap_err().contains("expected refuse-config:NODE"));
     }
 

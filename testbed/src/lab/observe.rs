@@ -82,7 +82,11 @@ impl NodeObs {
             return Some(format!("the guest's /init failed: {}", m.get("error").unwrap_or("?").replace('_', " ")));
         }
         match &self.vm {
-            VmState::Exited { .. } | VmState::Panicked { .. } => Some(self.vm.to_string()),
+            VmState::Exited { .. } => Some(self.vm.to_string()),
+            VmState::Panicked { .. } => Some(match self.qmp_events.iter().rfind(|e| e.starts_with("GUEST_PANICKED")) {
+                Some(e) => format!("{} (QMP {e})", self.vm),
+                None => self.vm.to_string(),
+            }),
             VmState::Paused { why } => Some(format!("the VM is paused ({why})")),
             _ => None,
         }

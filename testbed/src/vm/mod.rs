@@ -395,6 +395,11 @@ impl Vm {
         self.run(qapi::qmp::system_powerdown {}).await.map(drop)
     }
 
+    /// A non-maskable interrupt to the guest's first CPU.
+    pub async fn inject_nmi(&self) -> Result<(), VmError> {
+        self.run(qapi::qmp::inject_nmi {}).await.map(drop)
+    }
+
     pub async fn reset(&self) -> Result<(), VmError> {
         self.run(qapi::qmp::system_reset {}).await.map(drop)
     }
