@@ -56,6 +56,8 @@ fn needs() -> Option<PathBuf> {
 struct Lab {
     dir: tempfile::TempDir,
     cluster: PathBuf,
+    /// `--catalog`: the repository, unless a test made its own.
+    catalog: PathBuf,
 }
 
 impl Lab {
@@ -75,7 +77,7 @@ impl Lab {
         }
         let cluster = dir.path().join("sample.yaml");
         std::fs::write(&cluster, out).expect("write cluster file");
-        Lab { dir, cluster }
+        Lab { dir, cluster, catalog: repo() }
     }
 
     fn state(&self) -> PathBuf {
@@ -91,7 +93,7 @@ impl Lab {
         c.args(["lab", "run", "-f"])
             .arg(&self.cluster)
             .arg("--catalog")
-            .arg(repo())
+            .arg(&self.catalog)
             .arg("--state")
             .arg(self.state())
             .arg("--report")
@@ -314,6 +316,49 @@ fn a_guest_panic_reaches_the_lab_through_pvpanic_and_fails_the_next_stage() {
     let message = fetched["message"].as_str().unwrap_or_default();
     // From the QMP event alone: a panic in NMI context prints nothing before pvpanic pauses the guest.
     assert_eq!(message, "guest panicked (QMP GUEST_PANICKED action=pause)", "{fetched}");
+}
+
+#[test]
+fn a_bios_node_boots_its_pxe_kernel_under_seabios_and_passes_every_stage() {
+    let Some(release) = needs() else { return };
+    let mut lab = Lab::new(&release, &["cp-1"]);
+    // A catalog of the test's own: the shipped overlays, and a legacy-BIOS twin of qemu-virtio-uefi for cp-1
+    // (no shipped profile is BIOS).
+    let catalog = lab.dir.path().join("catalog");
+    std::fs::create_dir_all(catalog.join("hardware-profiles")).expect("catalog");
+    std::os::unix::fs::symlink(repo().join("overlays"), catalog.join("overlays")).expect("overlays");
+    let mut profile =
+        std::fs::read_to_string(repo().join("hardware-profiles/qemu-virtio-uefi.yaml")).expect("qemu-virtio-uefi");
+    for (from, to) in [
+        ("name: qemu-virtio-uefi", "name: qemu-virtio-bios"),
+        ("  type: uefi", "  type: bios"),
+        ("product: qemu-virtio-uefi", "product: qemu-virtio-bios"),
+    ] {
+        assert_eq!(profile.matches(from).count(), 1, "qemu-virtio-uefi.yaml no longer has {from:?}");
+        profile = profile.replace(from, to);
+    }
+    std::fs::write(catalog.join("hardware-profiles/qemu-virtio-bios.yaml"), profile).expect("profile");
+    let cluster = std::fs::read_to_string(&lab.cluster).expect("cluster file");
+    assert_eq!(cluster.matches("profile: qemu-virtio-uefi").count(), 1);
+    std::fs::write(&lab.cluster, cluster.replace("profile: qemu-virtio-uefi", "profile: qemu-virtio-bios"))
+        .expect("cluster file");
+    lab.catalog = catalog;
+
+    let out = lab.run(&["--accel", "tcg"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("building the pxe images of sample (qemu-virtio-bios)"), "{stderr}");
+    lab.assert_torn_down();
+    let r = lab.record();
+    assert_eq!(statuses(&r, "cp-1"), ["passed"; 7]);
+    // SeaBIOS's own log, on the console through the debug port, shows it starting QEMU's linuxboot ROM.
+    let fw = stage(&r, "cp-1", "firmware-reached-bootloader");
+    assert!(fw["message"].as_str().unwrap_or_default().contains("Booting from ROM"), "{fw}");
+    let argv = std::fs::read_to_string(lab.report().join("nodes/cp-1/qemu.argv")).expect("qemu.argv");
+    assert!(argv.contains("-kernel") && argv.contains("isa-debugcon") && !argv.contains("pflash"), "{argv}");
+    let qualify = std::fs::read_to_string(lab.report().join("nodes/cp-1/qualify.txt")).expect("qualify.txt");
+    let line = qualify.lines().find(|l| l.contains("firmware.type")).unwrap_or_default();
+    assert!(line.trim_start().starts_with("pass") && line.ends_with("found bios"), "{qualify}");
 }
 
 /// The folder `--firmware ovmf-prebuilt` uses, holding the release the crate wants (as if fetched): Debian's

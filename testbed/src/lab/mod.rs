@@ -35,6 +35,7 @@ use talforge_builder::build::{BuildOptions, build};
 use talforge_builder::plan::profile::{ResolvedProfile, resolve_profile};
 use talforge_builder::plan::{ClusterPlan, PlanOverrides, plan_cluster};
 use talforge_builder::spec::cluster::{ClusterSpec, OutputKind};
+use talforge_builder::spec::profile::FirmwareKind;
 use talforge_builder::spec::units::{ByteSize, MacAddr};
 use talforge_builder::spec::{Catalog, Source};
 use talforge_builder::tool::ToolRunner;
@@ -233,7 +234,8 @@ struct NodeSetup {
     name: String,
     profile: ResolvedProfile,
     vm: VmPlan,
-    image: PathBuf,
+    /// The metal image written onto the install disk; `None` for kernel boots (BIOS nodes).
+    disk_image: Option<PathBuf>,
     address: Ipv4Addr,
     config: ConfigEntry,
     extensions: usize,
@@ -507,32 +509,38 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
             eprintln!("[{:>7.1} s] {m}", start.elapsed().as_secs_f64());
         }
     };
-    let profiles: Vec<String> = {
-        let mut p: Vec<String> = plan.nodes.iter().map(|n| n.profile.clone()).collect();
-        p.sort();
-        p.dedup();
-        p
-    };
-    say(format!("building the metal images of {} ({})", plan.cluster, profiles.join(", ")));
+    // UEFI nodes boot their metal image from the install disk. BIOS nodes boot the PXE kernel and initramfs
+    // (QEMU loads them, as a PXE server would): the builder makes sd-boot disk images only.
+    let mut profiles: BTreeMap<String, bool> = BTreeMap::new();
+    for n in &plan.nodes {
+        let bios = resolve_profile(&catalog, &n.profile)?.firmware.kind == FirmwareKind::Bios;
+        profiles.insert(n.profile.clone(), bios);
+    }
     let images_dir = state_dir.join("images");
-    let build_opts = BuildOptions {
-        out: images_dir.clone(),
-        release: None,
-        kinds: Some(vec![OutputKind::Metal]),
-        profiles,
-        epoch: None,
-        cache: talforge_builder::release::cache::Cache::default_root().map_err(talforge_builder::Error::from)?,
-        offline: opts.offline,
-        update_lock: false,
-        build_cache: None,
-    };
     let plan = Arc::new(plan);
-    let built = {
+    let mut built = 0;
+    for (kind, bios) in [(OutputKind::Metal, false), (OutputKind::Pxe, true)] {
+        let these: Vec<String> = profiles.iter().filter(|(_, b)| **b == bios).map(|(p, _)| p.clone()).collect();
+        if these.is_empty() {
+            continue;
+        }
+        say(format!("building the {} images of {} ({})", kind.as_str(), plan.cluster, these.join(", ")));
+        let build_opts = BuildOptions {
+            out: images_dir.clone(),
+            release: None,
+            kinds: Some(vec![kind]),
+            profiles: these,
+            epoch: None,
+            cache: talforge_builder::release::cache::Cache::default_root().map_err(talforge_builder::Error::from)?,
+            offline: opts.offline,
+            update_lock: false,
+            build_cache: None,
+        };
         let plan = plan.clone();
-        tokio::task::spawn_blocking(move || build(&plan, &build_opts, ToolRunner::new).map(|r| r.from_cache))
+        built += tokio::task::spawn_blocking(move || build(&plan, &build_opts, ToolRunner::new).map(|r| r.from_cache))
             .await
-            .map_err(|e| LabError::Internal(format!("build task: {e}")))??
-    };
+            .map_err(|e| LabError::Internal(format!("build task: {e}")))??;
+    }
     say(format!("images ready ({built} pieces from the cache)"));
     signals.check()?;
     let (bundle, _) = talforge_builder::secrets::load_or_create(&plan.secrets, &plan.quirks)?;
@@ -591,8 +599,17 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
             .iter()
             .find(|im| im.id == np.image)
             .ok_or_else(|| LabError::Internal(format!("node {}: image {} is not in the plan", n.name, np.image)))?;
-        let file = if image.secure_boot { "metal-amd64-secureboot.raw.zst" } else { "metal-amd64.raw.zst" };
-        let mut inputs = NodeInputs::new(&plan.cluster, &n.name, &run_dir.join(&n.name), BootMedium::InstallDisk);
+        let image_dir = images_dir.join("images").join(&image.id);
+        let (boot, disk_image) = if profile.firmware.kind == FirmwareKind::Bios {
+            let arch = &image.arch;
+            let kernel = image_dir.join(format!("kernel-{arch}"));
+            let initrd = image_dir.join(format!("initramfs-{arch}.xz"));
+            (BootMedium::Kernel { kernel, initrd, cmdline: image.cmdline.clone() }, None)
+        } else {
+            let file = if image.secure_boot { "metal-amd64-secureboot.raw.zst" } else { "metal-amd64.raw.zst" };
+            (BootMedium::InstallDisk, Some(image_dir.join(file)))
+        };
+        let mut inputs = NodeInputs::new(&plan.cluster, &n.name, &run_dir.join(&n.name), boot);
         if let Some(mac) = n.mac {
             inputs.macs = NodeFacts::primary_mac(&profile, mac).macs;
         }
@@ -641,7 +658,7 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
             extensions: image.extensions.len(),
             profile,
             vm,
-            image: images_dir.join("images").join(&image.id).join(file),
+            disk_image,
             address: addresses[i],
             config,
             kill_after,
@@ -1355,12 +1372,14 @@ async fn start_vm(
 ) -> Result<(Vm, tokio::task::JoinHandle<()>), Waited> {
     let fail = |message: String| Waited::Failed { message, observed: String::new() };
     let vm_plan = s.vm.clone();
-    let image = s.image.clone();
+    let image = s.disk_image.clone();
     let prepared = tokio::task::spawn_blocking(move || -> Result<(), String> {
         let work = vm_plan.console.log.parent().map(Path::to_owned).unwrap_or_default();
         std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
         let install = vm_plan.install_disk().ok_or_else(|| "the VM has no install disk".to_owned())?;
-        write_image(&image, &install.image, install.size).map_err(|e| e.to_string())?;
+        if let Some(image) = &image {
+            write_image(image, &install.image, install.size).map_err(|e| e.to_string())?;
+        }
         prepare_vm_files(&vm_plan).map_err(|e| e.to_string())
     })
     .await

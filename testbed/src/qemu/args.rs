@@ -128,17 +128,22 @@ pub fn qemu_args(vm: &VmPlan, accel: Accel) -> Vec<OsString> {
         Opts::new("socket").kv("id", "qmp").kv("path", &vm.qmp_socket).kv("server", "on").kv("wait", "off"),
     );
     a.opt("-mon", Opts::new("").kv("chardev", "qmp").kv("mode", "control"));
-    a.opt(
-        "-chardev",
-        Opts::new("socket")
-            .kv("id", "console")
-            .kv("path", &vm.console.socket)
-            .kv("server", "on")
-            .kv("wait", "off")
-            .kv("logfile", &vm.console.log)
-            .kv("logappend", "on"),
-    );
+    let bios = matches!(vm.firmware, FirmwarePlan::Bios);
+    let console = Opts::new("socket")
+        .kv("id", "console")
+        .kv("path", &vm.console.socket)
+        .kv("server", "on")
+        .kv("wait", "off")
+        .kv("logfile", &vm.console.log)
+        .kv("logappend", "on");
+    a.opt("-chardev", if bios { console.kv("mux", "on") } else { console });
     a.arg("-serial").arg("chardev:console");
+    if bios {
+        // SeaBIOS logs to the debug port 0x402, not the serial port ("Booting from ..." included). Sharing the
+        // console (a mux chardev; input still goes to the serial port) shows the firmware reaching the boot
+        // loader in the console, as OVMF's BdsDxe lines do on UEFI.
+        a.opt("-device", Opts::new("isa-debugcon").kv("iobase", "0x402").kv("chardev", "console"));
+    }
 
     // A guest kernel panic raises GUEST_PANICKED (pvpanic) and pauses the VM for inspection instead of
     // letting `panic=` reboot it unseen.
@@ -272,6 +277,9 @@ fn disk_args(a: &mut Argv, vm: &VmPlan) {
 /// The PCI devices a plan puts on the command line, for checking them against `qemu -device help`.
 pub fn required_devices(vm: &VmPlan) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = vec!["pvpanic"];
+    if matches!(vm.firmware, FirmwarePlan::Bios) {
+        out.push("isa-debugcon");
+    }
     if vm.tpm.is_some() {
         out.push("tpm-tis");
     }
