@@ -2,11 +2,15 @@
 //! Secure Boot with a TPM and NVMe disks) boot their metal images, fetch their configs from the lab's config
 //! server and pass every stage; then the failure scenarios — an inventory that does not match (a missing
 //! disk), a refused config, a VM killed mid-boot, a stage timeout, SIGTERM to `talforge lab run` — each end in
-//! the right failed stage with a useful message. After every scenario the test lists what could survive a
-//! bad teardown (QEMU and swtpm processes, the network namespace, taps, the VMs' folder) and finds nothing.
+//! the right failed stage with a useful message; a guest panic comes through pvpanic. Then the lab as uid
+//! 65534 in a user namespace (and refused, saying why, where /dev/net/tun is root's), NAT through slirp4netns
+//! to an "outside" namespace the test makes, and a BIOS node booting its PXE kernel under SeaBIOS. After
+//! every scenario the test lists what could survive a bad teardown (QEMU, swtpm and slirp4netns processes,
+//! the network namespace, taps, the VMs' folder) and finds nothing.
 //!
-//! Needs root (the lab's network namespace), QEMU, OVMF, swtpm, xmllint and the fixture release
-//! (ci/fixture-release); without them the tests skip, and fail under CI.
+//! Needs root (the lab's network namespace, and to set up the rootless run), QEMU, OVMF, swtpm, xmllint,
+//! slirp4netns, nftables, busybox and the fixture release (ci/fixture-release); without them the tests skip,
+//! and fail under CI.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -89,8 +93,13 @@ impl Lab {
     }
 
     fn command(&self, args: &[&str]) -> Command {
+        self.lab_command("run", args)
+    }
+
+    /// `talforge lab SUB` (run or up, which take the same flags) on this lab.
+    fn lab_command(&self, sub: &str, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_talforge"));
-        c.args(["lab", "run", "-f"])
+        c.args(["lab", sub, "-f"])
             .arg(&self.cluster)
             .arg("--catalog")
             .arg(&self.catalog)
@@ -450,18 +459,8 @@ fn sigterm_mid_run_interrupts_tears_down_and_still_reports() {
 fn lab_up_is_reachable_with_status_exec_and_console_until_lab_down() {
     let Some(release) = needs() else { return };
     let lab = Lab::new(&release, &["cp-1"]);
-    let up = lab.command(&["--accel", "tcg"]);
-    // `lab up` takes the same flags as `lab run`.
-    let args: Vec<std::ffi::OsString> = up.get_args().map(ToOwned::to_owned).collect();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_talforge"));
-    cmd.arg("lab").arg("up").args(&args[2..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for (k, v) in up.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    let mut child = cmd.spawn().expect("spawn lab up");
+    let mut cmd = lab.lab_command("up", &["--accel", "tcg"]);
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn lab up");
     stderr_until(&mut child, "is up;");
     let state = lab.state();
     let tf = |args: &[&str]| -> Output {
@@ -513,9 +512,17 @@ fn lab_up_is_reachable_with_status_exec_and_console_until_lab_down() {
 #[test]
 fn what_a_sigkilled_lab_leaves_is_cleaned_by_lab_down() {
     let Some(release) = needs() else { return };
+    if talforge_builder::tool::ToolRunner::new(0)
+        .find(talforge_builder::tool::Program::new("slirp4netns", ""))
+        .is_none()
+    {
+        return unavailable("slirp4netns is not installed (Debian package slirp4netns)").unwrap_or(());
+    }
     let lab = Lab::new(&release, &["cp-1"]);
-    let mut child =
-        lab.command(&["--accel", "tcg"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
+    // With NAT, so slirp4netns is left behind too; in "the outside", so nothing can leave this machine.
+    let (outside, _outside_netns, _httpd) = the_outside(&lab, "killed");
+    let mut cmd = in_netns(&outside, &lab.command(&["--accel", "tcg", "--nat"]));
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
     let stderr = child.stderr.take().expect("stderr");
     let mut seen = Vec::new();
     for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -543,6 +550,7 @@ fn what_a_sigkilled_lab_leaves_is_cleaned_by_lab_down() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("killed ") && text.contains("qemu-system-x86_64"), "{text}");
+    assert!(text.contains("slirp4netns (pid "), "{text}");
     assert!(text.contains(&format!("removed the network namespace {netns}")), "{text}");
     lab.assert_torn_down();
 }
@@ -747,6 +755,20 @@ fn the_outside(lab: &Lab, what: &str) -> (String, TestNetns, KillOnDrop) {
     (outside, guard, KillOnDrop(httpd))
 }
 
+/// `cmd` (program, arguments, environment) run in the named network namespace `netns` by `nsenter --net`,
+/// which keeps this mount namespace (so `/run/netns` is the host's) and execs: the child's pid is `cmd`'s.
+fn in_netns(netns: &str, cmd: &Command) -> Command {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{netns}")).arg(cmd.get_program()).args(cmd.get_args()).stdin(Stdio::null());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
 fn ip_ok(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
     assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
@@ -767,23 +789,8 @@ fn nat_reaches_the_outside_from_the_vms_network_and_leaves_the_host_alone() {
     let forward_before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").expect("ip_forward");
 
     // `lab up --nat` inside "the outside" (nsenter --net keeps this mount namespace: /run/netns is shared).
-    let up = lab.command(&["--accel", "tcg", "--nat"]);
-    let args: Vec<std::ffi::OsString> = up.get_args().map(ToOwned::to_owned).collect();
-    let mut cmd = Command::new("nsenter");
-    cmd.arg(format!("--net=/run/netns/{outside}"))
-        .arg(env!("CARGO_BIN_EXE_talforge"))
-        .args(["lab", "up"])
-        .args(&args[2..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in up.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    let mut child = TermOnDrop(cmd.spawn().expect("spawn lab up --nat"));
+    let mut cmd = in_netns(&outside, &lab.lab_command("up", &["--accel", "tcg", "--nat"]));
+    let mut child = TermOnDrop(cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn lab up --nat"));
     let said = stderr_until(&mut child.0, "is up;").join("\n");
     assert!(said.contains("NAT through slirp4netns (pid ") && said.contains("10.0.2.100 on tfnat0"), "{said}");
     let state = std::fs::canonicalize(lab.state()).expect("state");

@@ -105,8 +105,8 @@ impl LabLock {
 }
 
 /// What a lab killed with SIGKILL leaves in `dir` (only when no lab runs there: the caller holds its lock or
-/// found its process gone): QEMU and swtpm processes whose command line names the lab's VM folder
-/// (`<dir>/run/`) get SIGKILL, its network namespace is deleted, the VM folder and lab.json removed.
+/// found its process gone): QEMU, swtpm and slirp4netns processes whose command line names the lab's VM
+/// folder (`<dir>/run/`) get SIGKILL (a rootless lab's namespace holder exits by itself when the lab dies), its network namespace is deleted, the VM folder and lab.json removed.
 /// Returns what was done.
 pub fn clean_stale(cluster: &str, dir: &Path) -> Result<Vec<String>, LabError> {
     let mut done = Vec::new();
@@ -117,7 +117,8 @@ pub fn clean_stale(cluster: &str, dir: &Path) -> Result<Vec<String>, LabError> {
         let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
         let program = cmd.split(' ').next().unwrap_or("");
-        let ours = cmd.contains(&needle) && (program.ends_with("qemu-system-x86_64") || program.ends_with("swtpm"));
+        let ours = cmd.contains(&needle)
+            && ["qemu-system-x86_64", "swtpm", "slirp4netns"].iter().any(|p| program.ends_with(p));
         if ours
             && let Some(p) = rustix::process::Pid::from_raw(pid)
             && rustix::process::kill_process(p, rustix::process::Signal::KILL).is_ok()
