@@ -163,6 +163,9 @@ pub fn run(c: LabCommand, catalog: Option<&Path>) -> anyhow::Result<ExitCode> {
                         ),
                     }
                     println!("gateway {} (config server http://{}/config)", s.gateway, s.gateway);
+                    if let Some(nat) = &s.nat {
+                        println!("NAT through {nat}");
+                    }
                     for n in &s.nodes {
                         println!("  {:<10} {:<15} uuid {}", n.name, n.address, n.uuid);
                     }

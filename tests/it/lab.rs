@@ -665,6 +665,7 @@ fn without_root_the_lab_runs_in_a_user_namespace_or_says_why_it_cannot() {
         as_nobody(&lab, Some(&outside), "0666", &["lab", "status", "--state", state_arg]).output().expect("status");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.contains(&format!("rootless network namespace {netns} held by pid {holder}")), "{text}");
+    assert!(text.contains("NAT through slirp4netns (pid ") && text.contains("10.0.2.100 on tfnat0"), "{text}");
     let wget = format!("{} {OUTSIDE_URL}", WGET_OUTSIDE.join(" "));
     let script =
         format!("id -u; ip -o -4 addr show tfbr0; busybox ping -c 1 -W 10 10.5.0.11; nft list ruleset; {wget}");

@@ -678,14 +678,8 @@ async fn run_lab_inner(opts: LabOptions, signals: &Signals) -> Result<LabRun, La
         net.holder_pid().map(|p| format!(", held by pid {p}")).unwrap_or_default(),
         net_spec.taps.len()
     ));
-    if let Some((a, pid)) = net.nat() {
-        say(format!(
-            "NAT through slirp4netns (pid {pid}): {} on {} routes via {}; DNS {}",
-            a.tap,
-            crate::net::nat::NAT_TAP,
-            a.router,
-            a.dns
-        ));
+    if let Some(nat) = net.nat_summary() {
+        say(format!("NAT through {nat}"));
     }
 
     let mut lab = Running {
@@ -870,6 +864,7 @@ impl Running {
             cluster_file: r.opts.cluster_file.clone(),
             netns: net.name().to_owned(),
             netns_holder: net.holder_pid(),
+            nat: net.nat_summary(),
             gateway: r.gateway.to_string(),
             talosconfig: r.configs_dir.join("talosconfig"),
             kubeconfig: self.state_dir.join("kubeconfig"),

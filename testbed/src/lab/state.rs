@@ -21,6 +21,9 @@ pub struct LabState {
     /// --preserve-credentials` enters them); absent for a named namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns_holder: Option<u32>,
+    /// With NAT: slirp4netns's pid and the addresses, as one line for `lab status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<String>,
     pub gateway: String,
     pub talosconfig: PathBuf,
     pub kubeconfig: PathBuf,

@@ -168,6 +168,13 @@ impl LabNet {
         self.nat.as_ref().map(|n| (n.addrs, n.pid()))
     }
 
+    /// With NAT, one line: `slirp4netns (pid N): 10.0.2.100 on tfnat0 routes via 10.0.2.2; DNS 10.0.2.3`.
+    pub fn nat_summary(&self) -> Option<String> {
+        self.nat().map(|(a, pid)| {
+            format!("slirp4netns (pid {pid}): {} on {NAT_TAP} routes via {}; DNS {}", a.tap, a.router, a.dns)
+        })
+    }
+
     /// Root or rootless.
     pub fn mode(&self) -> NetMode {
         if self.holder.is_some() { NetMode::User } else { NetMode::Root }
