@@ -165,6 +165,15 @@ impl Lab {
 /// Reads `child`'s stderr until a line contains `needle` (at most 400 s), returning the lines so far; kills
 /// the child and fails if it never comes.
 fn stderr_until(child: &mut std::process::Child, needle: &str) -> Vec<String> {
+    stderr_until_line(child, |l| l.contains(needle)).0
+}
+
+/// Reads `child`'s stderr until a line satisfies `wanted` (at most 400 s); returns the lines so far and the
+/// rest of stderr, still coming. Kills the child and fails if the line never comes.
+fn stderr_until_line(
+    child: &mut std::process::Child,
+    wanted: impl Fn(&str) -> bool,
+) -> (Vec<String>, std::sync::mpsc::Receiver<String>) {
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -174,14 +183,14 @@ fn stderr_until(child: &mut std::process::Child, needle: &str) -> Vec<String> {
     });
     let deadline = Instant::now() + Duration::from_secs(400);
     let mut seen: Vec<String> = Vec::new();
-    while !seen.last().is_some_and(|l| l.contains(needle)) {
+    while !seen.last().is_some_and(|l| wanted(l)) {
         let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
             let _ = child.kill();
-            panic!("never saw {needle:?} on stderr:\n{}", seen.join("\n"));
+            panic!("never saw the line waited for on stderr:\n{}", seen.join("\n"));
         };
         seen.push(line);
     }
-    seen
+    (seen, rx)
 }
 
 fn stage<'a>(record: &'a Value, node: &str, stage: &str) -> &'a Value {
@@ -416,27 +425,9 @@ fn sigterm_mid_run_interrupts_tears_down_and_still_reports() {
     let lab = Lab::new(&release, &["cp-1"]);
     let mut child =
         lab.command(&["--accel", "tcg"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
     // Once the firmware has handed over to the bootloader, the VM is mid-boot.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut seen = Vec::new();
-    loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("no firmware-reached-bootloader line; stderr:\n{}", seen.join("\n"))
-        });
-        let hit = line.contains("firmware-reached-bootloader") && line.contains("passed");
-        seen.push(line);
-        if hit {
-            break;
-        }
-    }
+    let (mut seen, rx) =
+        stderr_until_line(&mut child, |l| l.contains("firmware-reached-bootloader") && l.contains("passed"));
     let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("pid")).expect("pid");
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
     let status = child.wait().expect("wait");
@@ -523,16 +514,7 @@ fn what_a_sigkilled_lab_leaves_is_cleaned_by_lab_down() {
     let (outside, _outside_netns, _httpd) = the_outside(&lab, "killed");
     let mut cmd = in_netns(&outside, &lab.command(&["--accel", "tcg", "--nat"]));
     let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut seen = Vec::new();
-    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-        let hit = line.contains("vm-started") && line.contains("passed");
-        seen.push(line);
-        if hit {
-            break;
-        }
-    }
-    assert!(seen.last().is_some_and(|l| l.contains("vm-started")), "{}", seen.join("\n"));
+    stderr_until_line(&mut child, |l| l.contains("vm-started") && l.contains("passed"));
     // SIGKILL: no teardown runs; QEMU (its own process group) and the namespace stay.
     child.kill().expect("SIGKILL");
     child.wait().expect("wait");

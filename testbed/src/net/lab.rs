@@ -13,7 +13,7 @@ use std::process::Command;
 use super::NetError;
 use super::nat::{NAT_TAP, Nat, NatAddrs, NatTarget, nat_addrs, ruleset};
 use super::netns::{find_ip, in_netns, ip, links_in, netns_path};
-use super::userns::{Holder, SocketKind, bind_in, check_rootless};
+use super::userns::{Holder, SocketKind, bind_in, bind_socket, check_rootless};
 
 /// Who owns the lab's network namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,15 +243,7 @@ impl LabNet {
         match &self.holder {
             Some(h) => bind_in(h, kind, addr).map_err(|e| bind_error(e, proto, addr, &netns)),
             None => in_netns(&self.spec.netns, move || {
-                let fd: std::os::fd::OwnedFd = match kind {
-                    SocketKind::Tcp => TcpListener::bind(addr).map(Into::into),
-                    SocketKind::Udp => UdpSocket::bind(addr).map(Into::into),
-                    SocketKind::UdpBroadcast => {
-                        UdpSocket::bind(addr).and_then(|s| s.set_broadcast(true).map(|()| s.into()))
-                    }
-                }
-                .map_err(|e| bind_error(e, proto, addr, &netns))?;
-                Ok(fd)
+                bind_socket(kind, addr).map_err(|e| bind_error(e, proto, addr, &netns))
             }),
         }
     }

@@ -215,6 +215,15 @@ impl SocketKind {
     }
 }
 
+/// A socket of `kind` bound to `addr` in the calling thread's network namespace.
+pub(crate) fn bind_socket(kind: SocketKind, addr: SocketAddr) -> io::Result<OwnedFd> {
+    match kind {
+        SocketKind::Tcp => TcpListener::bind(addr).map(OwnedFd::from),
+        SocketKind::Udp => UdpSocket::bind(addr).map(OwnedFd::from),
+        SocketKind::UdpBroadcast => UdpSocket::bind(addr).and_then(|s| s.set_broadcast(true).map(|()| s.into())),
+    }
+}
+
 /// Binds `kind` on `addr` inside the holder's namespaces by running this program's [`BIND_HELPER`] there,
 /// and returns the socket it hands back.
 pub(crate) fn bind_in(holder: &Holder, kind: SocketKind, addr: SocketAddr) -> io::Result<OwnedFd> {
@@ -269,12 +278,7 @@ fn bind_and_send(args: &[OsString]) -> Result<(), String> {
     let kind = kind.to_str().and_then(SocketKind::parse).ok_or_else(usage)?;
     let addr: SocketAddr = addr.to_str().and_then(|a| a.parse().ok()).ok_or_else(usage)?;
     let what = format!("{} {addr} in the lab's network namespace", kind.word());
-    let fd: OwnedFd = match kind {
-        SocketKind::Tcp => TcpListener::bind(addr).map(OwnedFd::from),
-        SocketKind::Udp => UdpSocket::bind(addr).map(OwnedFd::from),
-        SocketKind::UdpBroadcast => UdpSocket::bind(addr).and_then(|s| s.set_broadcast(true).map(|()| s.into())),
-    }
-    .map_err(|e| format!("cannot bind {what}: {e}"))?;
+    let fd = bind_socket(kind, addr).map_err(|e| format!("cannot bind {what}: {e}"))?;
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     let fds = [fd.as_fd()];
