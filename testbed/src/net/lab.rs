@@ -175,11 +175,6 @@ impl LabNet {
         })
     }
 
-    /// Root or rootless.
-    pub fn mode(&self) -> NetMode {
-        if self.holder.is_some() { NetMode::User } else { NetMode::Root }
-    }
-
     /// Rootless: the pid of the process holding the namespaces (`nsenter --target <pid> --user --net
     /// --preserve-credentials` enters them).
     pub fn holder_pid(&self) -> Option<u32> {
